@@ -1,0 +1,308 @@
+"""The run configuration: one object, validated in one place, saved with every run.
+
+Every field of :class:`RunConfig` is a command-line flag of ``python -m
+engine.run`` (``--field-name``) and a key of the optional TOML file given with
+``--config``. Precedence: defaults < TOML file < command line. The resolved
+configuration is written to ``OUT/config.toml`` at the start of each run.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: input flags, at most one of which may be given (none: the embedded synthetic archive)
+INPUT_FIELDS = ("archive", "events", "images")
+METHODS = ("kmeans", "kmedoids", "single", "ward", "fcm", "gmm", "hdbscan")
+DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def _f(default: Any, help: str, group: str, metavar: str | None = None, choices=None):
+    return field(default=default, metadata={"help": help, "group": group,
+                                             "metavar": metavar, "choices": choices})
+
+
+@dataclass
+class RunConfig:
+    """Configuration of one run of the main job (see ``python -m engine.run --help``)."""
+
+    # --- input -----------------------------------------------------------------------
+    archive: Optional[str] = _f(
+        None, "continuous archive: an SDS tree (YEAR/NET/STA/CHAN.D/...) or a folder of "
+        "miniSEED/SAC files; 'synthetic' (or no input flag at all) generates the embedded "
+        "synthetic archive into OUT/synthetic_archive", "input", "PATH")
+    events: Optional[str] = _f(
+        None, "event files: an HDF5 event set (Llaima layout, one dataset per class), a "
+        "folder of them, a .npy/.npz array, or a folder of miniSEED/SAC event files "
+        "(sub-folder names are labels)", "input", "PATH")
+    images: Optional[str] = _f(
+        None, "folder of 227x227 scalogram images (class sub-folders are labels), e.g. the "
+        "published Llaima images", "input", "DIR")
+    catalog: Optional[str] = _f(
+        None, "CSV catalogue (time[,duration,label][,station]) of events to cut from "
+        "--archive instead of STA/LTA detection", "input", "CSV")
+    out: str = _f("microquake_out", "output folder (feature store, figures, report); "
+                  "re-running with the same folder resumes", "input", "DIR")
+    network: str = _f("*", "network code(s) to read from the archive (wildcards)", "selection")
+    station: str = _f("*", "station code(s) to read (wildcards, comma-separated list)",
+                      "selection")
+    location: str = _f("*", "location code(s) to read (wildcards)", "selection")
+    channel: str = _f("*Z", "channel code(s) to read (wildcards; vertical components by "
+                      "default)", "selection")
+    starttime: Optional[str] = _f(None, "first time to read (UTC, ISO 8601)", "selection",
+                                  "TIME")
+    endtime: Optional[str] = _f(None, "last time to read (UTC, ISO 8601)", "selection",
+                                "TIME")
+    fs: float = _f(100.0, "sampling rate (Hz) all data are resampled to, with an "
+                   "anti-alias filter", "selection", "HZ")
+    chunk_length: float = _f(3600.0, "length (s) of the archive chunks read at a time; "
+                             "memory is bounded by one chunk per worker", "selection", "S")
+    # --- detection -------------------------------------------------------------------
+    sta: float = _f(1.0, "STA window (s) of the recursive STA/LTA detector", "detection", "S")
+    lta: float = _f(30.0, "LTA window (s) of the recursive STA/LTA detector", "detection",
+                    "S")
+    trigger_on: float = _f(3.5, "STA/LTA ratio that opens a trigger", "detection", "X")
+    trigger_off: float = _f(1.5, "STA/LTA ratio that closes a trigger", "detection", "X")
+    freqmin: float = _f(1.0, "band-pass low corner (Hz) before detection (0: none)",
+                        "detection", "HZ")
+    freqmax: float = _f(20.0, "band-pass high corner (Hz) before detection (0: none)",
+                        "detection", "HZ")
+    min_duration: float = _f(2.0, "shortest trigger (s) kept as an event", "detection", "S")
+    max_duration: float = _f(60.0, "longest event window (s); longer triggers are cut "
+                             "(images use at most 60 s at 100 Hz)", "detection", "S")
+    pre: float = _f(2.0, "seconds kept before each trigger", "detection", "S")
+    post: float = _f(5.0, "seconds kept after each trigger", "detection", "S")
+    coincidence: int = _f(1, "stations that must trigger together (within a few seconds) "
+                          "for an event to be kept", "detection", "N")
+    # --- features --------------------------------------------------------------------
+    weights: Optional[str] = _f(
+        None, "network weights: a MATLAB DAGNetwork MAT-file or engine weights (.pt); "
+        "default: the engine's own weights", "features", "FILE")
+    feature_layer: str = _f("conv10", "layer whose activations are the features "
+                            "('conv10': final conv before its ReLU, as the paper; "
+                            "'fire9_gap'; or any named layer)", "features", "NAME")
+    batch: int = _f(32, "events per batch through images and the CNN", "features", "N")
+    precision: str = _f("fp32", "CNN precision on CUDA", "features", None, PRECISIONS)
+    tensorrt: bool = _f(False, "compile the CNN with torch-tensorrt on CUDA (engine "
+                        "cached on disk)", "features")
+    save_images: bool = _f(False, "also write every event image as OUT/images/<label or "
+                           "unlabelled>/<event>.png", "features")
+    # --- clustering ------------------------------------------------------------------
+    method: str = _f("kmeans", "clustering method", "clustering", None, METHODS)
+    k: str = _f("2:8", "number of clusters: one value ('4') or a range scanned by "
+                "silhouette ('2:8')", "clustering", "K")
+    seed: int = _f(0, "random seed (clustering, t-SNE, sampling, synthetic archive)",
+                   "clustering", "N")
+    report: bool = _f(True, "write figures and report.html (--no-report to skip)",
+                      "clustering")
+    # --- execution -------------------------------------------------------------------
+    device: str = _f("auto", "where to compute ('auto': CUDA when a GPU and CuPy are "
+                     "available)", "execution", None, DEVICES)
+    scheduler: Optional[str] = _f(None, "address of a Dask scheduler: per-chunk work "
+                                  "runs as distributed tasks", "execution", "ADDRESS")
+    dask_local: int = _f(0, "start a local Dask cluster with N worker processes "
+                         "(LocalCUDACluster when --device cuda)", "execution", "N")
+    fresh: bool = _f(False, "discard an existing feature store in OUT instead of "
+                     "resuming", "execution")
+    synthetic_days: int = _f(1, "days of the embedded synthetic archive", "synthetic", "N")
+    synthetic_stations: int = _f(2, "stations of the embedded synthetic archive",
+                                 "synthetic", "N")
+    synthetic_rate: float = _f(4.0, "planted events per hour of the embedded synthetic "
+                               "archive", "synthetic", "R")
+
+    # ------------------------------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        """Check every field; raise ValueError naming the flag and the problem."""
+        given = [n for n in INPUT_FIELDS if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError("give only one of --archive, --events, --images; got "
+                             + ", ".join("--" + g for g in given))
+        if self.catalog and self.images:
+            raise ValueError("--catalog cuts events from --archive; it cannot be used "
+                             "with --images")
+        if self.catalog and not self.archive:
+            raise ValueError("--catalog needs --archive (the continuous data to cut from)")
+        for name in ("archive", "events", "images", "catalog", "weights"):
+            value = getattr(self, name)
+            if value and not (name == "archive" and value == "synthetic"):
+                if not Path(value).exists():
+                    raise FileNotFoundError(f"--{name.replace('_', '-')}: {value} does "
+                                            "not exist")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"--{_flag(f.name)} must be one of {', '.join(choices)}; "
+                                 f"got {getattr(self, f.name)!r}")
+        positive = ("fs", "chunk_length", "sta", "lta", "trigger_on", "trigger_off",
+                    "max_duration", "batch", "synthetic_days", "synthetic_stations",
+                    "synthetic_rate", "coincidence")
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"--{_flag(name)} must be a positive number; got {v!r}")
+        for name in ("freqmin", "freqmax", "min_duration", "pre", "post", "dask_local"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"--{_flag(name)} must be >= 0; got {v!r}")
+        if self.lta <= self.sta:
+            raise ValueError(f"--lta ({self.lta}) must be longer than --sta ({self.sta})")
+        if self.trigger_off >= self.trigger_on:
+            raise ValueError(f"--trigger-off ({self.trigger_off}) must be below "
+                             f"--trigger-on ({self.trigger_on})")
+        if self.freqmax and self.freqmin and self.freqmax <= self.freqmin:
+            raise ValueError(f"--freqmax ({self.freqmax}) must exceed --freqmin "
+                             f"({self.freqmin})")
+        if self.scheduler and self.dask_local:
+            raise ValueError("give --scheduler or --dask-local, not both")
+        self.k_values()  # raises on a bad --k
+        return self
+
+    def k_values(self) -> list[int]:
+        """The k values to scan, parsed from ``k`` ('4' or '2:8', inclusive)."""
+        text = str(self.k).strip()
+        try:
+            if ":" in text:
+                lo, hi = (int(p) for p in text.split(":", 1))
+            else:
+                lo = hi = int(text)
+        except ValueError:
+            raise ValueError(f"--k must be an integer or a range like 2:8; got {self.k!r}") \
+                from None
+        if lo < 2 or hi < lo:
+            raise ValueError(f"--k needs 2 <= first <= last; got {self.k!r}")
+        return list(range(lo, hi + 1))
+
+    @property
+    def input_kind(self) -> str:
+        """'archive', 'events', 'images' or 'synthetic'."""
+        if self.archive and self.archive != "synthetic":
+            return "archive"
+        for name in ("events", "images"):
+            if getattr(self, name):
+                return name
+        return "synthetic"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (None values kept)."""
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """TOML text of the resolved configuration (unset optional values omitted)."""
+        lines = ["# resolved configuration of a microquake-engine run",
+                 "# re-run with: python -m engine.run --config THIS_FILE", ""]
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                lines.append(f"# {f.name} = (not set)")
+                continue
+            lines.append(f"{f.name} = {_toml_value(v)}")
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_toml` to ``path`` atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_toml())
+        os.replace(tmp, path)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML run configuration; unknown keys raise ValueError naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config: {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--config: {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(RunConfig)}
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"--config: {path} has unknown key(s): {', '.join(unknown)}")
+    return data
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m engine.run``: one flag per config field."""
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.run",
+        description="Find families of volcanic microearthquakes: events -> superlet "
+        "images -> CNN features -> clustering -> report. With no input flag the engine "
+        "generates and processes its embedded synthetic archive.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", metavar="TOML", default=None,
+                        help="TOML file setting any of the flags below (flags win)")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(RunConfig):
+        g = f.metadata["group"]
+        if g not in groups:
+            groups[g] = parser.add_argument_group(g)
+        flag = "--" + _flag(f.name)
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                              "help": f.metadata["help"] + f" (default: {f.default})"}
+        if isinstance(f.default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            typ = {"int": int, "float": float}.get(
+                type(f.default).__name__ if f.default is not None else "str", str)
+            kw["type"] = typ
+            if f.metadata.get("metavar"):
+                kw["metavar"] = f.metadata["metavar"]
+            if f.metadata.get("choices"):
+                kw["choices"] = f.metadata["choices"]
+        groups[g].add_argument(flag, **kw)
+    # ArgumentDefaultsHelpFormatter would print SUPPRESS; defaults are in the help text.
+    parser.formatter_class = argparse.HelpFormatter
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    """Parse command-line flags (and ``--config`` TOML) into a validated RunConfig."""
+    parser = build_parser()
+    ns = vars(parser.parse_args(argv))
+    toml_path = ns.pop("config", None)
+    values: dict[str, Any] = {}
+    if toml_path:
+        values.update(load_toml(toml_path))
+    values.update(ns)
+    try:
+        cfg = RunConfig(**values)
+    except TypeError as exc:  # wrong types from TOML
+        raise ValueError(f"bad configuration: {exc}") from None
+    for f in fields(cfg):  # coerce TOML ints given for float fields etc.
+        v = getattr(cfg, f.name)
+        if f.name == "k" and isinstance(v, int) and not isinstance(v, bool):
+            cfg.k = v = str(v)
+        if isinstance(f.default, float) and isinstance(v, int) and not isinstance(v, bool):
+            setattr(cfg, f.name, float(v))
+        elif f.default is not None and v is not None and type(v) is not type(f.default) \
+                and not (isinstance(f.default, float) and isinstance(v, float)):
+            raise ValueError(f"--{_flag(f.name)} must be {type(f.default).__name__}; "
+                             f"got {v!r}")
+    return cfg.validate()

@@ -1,0 +1,158 @@
+"""Per-chunk work of the main job: events -> images -> features -> store part.
+
+These functions are what a Dask worker runs too, so they take only picklable
+arguments (a source object, a chunk key, a :class:`FeatureSpec`) and keep the
+loaded network in a per-process cache.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from engine.events import Event
+from engine.sources.base import ChunkResult, EventSource
+from engine.store import META_COLUMNS, write_part
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What turns events into features (picklable; the network is built lazily).
+
+    Attributes
+    ----------
+    weights : str or None
+        MATLAB MAT-file or engine weights; None for the engine's default weights.
+    feature_layer : str
+        Layer whose activations are the features.
+    fs : float
+        Sampling rate of the waveforms (Hz).
+    device : str
+        ``"cpu"`` or ``"cuda"`` (already resolved, never ``"auto"``).
+    batch : int
+        Events per batch through the images and the CNN.
+    precision : str
+        CNN precision on CUDA.
+    tensorrt : bool
+        Compile the CNN with torch-tensorrt on CUDA.
+    label_catalog : str or None
+        CSV of known events used to label detected events (validation only).
+    images_dir : str or None
+        Where to write each event's image as PNG, if wanted.
+    """
+
+    weights: Optional[str] = None
+    feature_layer: str = "conv10"
+    fs: float = 100.0
+    device: str = "cpu"
+    batch: int = 32
+    precision: str = "fp32"
+    tensorrt: bool = False
+    label_catalog: Optional[str] = None
+    images_dir: Optional[str] = None
+
+
+_EXTRACTORS: dict[tuple, Any] = {}
+_CATALOGS: dict[str, Any] = {}
+
+
+def load_extractor(spec: FeatureSpec):
+    """The feature extractor for ``spec``, cached per process."""
+    key = (spec.weights, spec.feature_layer, spec.device, spec.batch, spec.precision,
+           spec.tensorrt)
+    ext = _EXTRACTORS.get(key)
+    if ext is None:
+        from engine.features import SqueezeNetExtractor
+        from engine.features.weights import load_default
+
+        kw = dict(feature_layer=spec.feature_layer, device=spec.device,
+                  batch_size=spec.batch, precision=spec.precision,
+                  tensorrt=spec.tensorrt)
+        if spec.weights is None:
+            ext = load_default(**kw)
+        elif str(spec.weights).lower().endswith(".mat"):
+            ext = SqueezeNetExtractor.from_matlab(spec.weights, **kw)
+        else:
+            ext = SqueezeNetExtractor.load(spec.weights, **kw)
+        _EXTRACTORS[key] = ext
+    return ext
+
+
+def events_to_images(events: list[Event], spec: FeatureSpec):
+    """Images (n, 227, 227, 3) uint8 of ``events``: given images or superlet images.
+
+    On ``device="cuda"`` waveform events give a GPU array (never copied back).
+    """
+    if all(e.image is not None for e in events):
+        return np.stack([e.image for e in events])
+    if any(e.data is None for e in events):
+        bad = next(e for e in events if e.data is None and e.image is None)
+        raise ValueError(f"event {bad.id} from {bad.source} has neither samples nor image")
+    from engine.images import event_images
+
+    return event_images([e.data for e in events], fs=spec.fs, device=spec.device)
+
+
+def compute_chunk(res: ChunkResult, spec: FeatureSpec, parts_dir: str | Path,
+                  t_read: float = 0.0) -> dict:
+    """Features of one read chunk, written as a store part; returns the chunk's stats."""
+    t0 = time.perf_counter()
+    events = res.events
+    if spec.label_catalog:
+        from engine.labels import LabelCatalog, attach_labels
+
+        cat = _CATALOGS.get(spec.label_catalog)
+        if cat is None:
+            cat = _CATALOGS[spec.label_catalog] = LabelCatalog.read(spec.label_catalog)
+        attach_labels(events, cat)
+    feats = []
+    t_img = t_cnn = 0.0
+    if events:
+        ext = load_extractor(spec)
+        for i in range(0, len(events), spec.batch):
+            batch = events[i:i + spec.batch]
+            ta = time.perf_counter()
+            images = events_to_images(batch, spec)
+            tb = time.perf_counter()
+            feats.append(np.asarray(ext.transform(images), dtype=np.float32))
+            t_img += tb - ta
+            t_cnn += time.perf_counter() - tb
+            if spec.images_dir:
+                _save_images(images, batch, spec.images_dir)
+    F = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
+    meta = {c: [] for c in META_COLUMNS}
+    for e in events:
+        meta["event_id"].append(e.id)
+        meta["station"].append(e.station)
+        meta["channel"].append(e.channel)
+        meta["start"].append(e.start)
+        meta["label"].append(e.label or "")
+        meta["chunk"].append(res.key)
+        meta["source"].append(e.source)
+    s = res.summary
+    stats = {"files_read": s.files_read, "events": len(events), "samples": s.samples,
+             "skipped": [list(x) for x in s.skipped], "t_images": t_img, "t_cnn": t_cnn,
+             "t_read": t_read, "t_total": time.perf_counter() - t0 + t_read}
+    write_part(parts_dir, res.key, F, meta, stats)
+    return stats
+
+
+def process_chunk(source: EventSource, key: str, spec: FeatureSpec,
+                  parts_dir: str | Path) -> dict:
+    """Read chunk ``key`` of ``source`` and store its features (a Dask task)."""
+    t0 = time.perf_counter()
+    res = source.read_chunk(key)
+    t_read = time.perf_counter() - t0
+    return compute_chunk(res, spec, parts_dir, t_read)
+
+
+def _save_images(images, events: list[Event], out_dir: str) -> None:
+    from engine.images import write_images
+
+    if not isinstance(images, np.ndarray):  # GPU array: the user asked for files
+        images = images.get() if hasattr(images, "get") else images.cpu().numpy()
+    write_images(images, [e.id for e in events], [e.label or "unlabelled" for e in events],
+                 out_dir)

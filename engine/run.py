@@ -1,0 +1,307 @@
+"""The main job: ``python -m engine.run --archive PATH --out DIR``.
+
+Stages: read events (archive + detection or catalogue, event files, or image
+folders) chunk by chunk -> superlet images -> CNN features -> resumable feature
+store -> clustering with model selection over k -> assignments, metrics,
+figures and ``report.html``. ``python -m engine.run --help`` lists every flag.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from engine._util import progress
+from engine.config import RunConfig, parse_args
+from engine.pipeline import FeatureSpec, compute_chunk, process_chunk
+from engine.store import FeatureStore
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, time per stage, throughput (printed and saved)."""
+
+    input: str = ""
+    device: str = "cpu"
+    chunks: int = 0
+    chunks_resumed: int = 0
+    files_read: int = 0
+    samples: int = 0
+    events: int = 0
+    skipped: list = field(default_factory=list)
+    clusters: int = 0
+    k_chosen: Optional[int] = None
+    stage_seconds: dict = field(default_factory=dict)
+    out: str = ""
+
+    def text(self) -> str:
+        """Human-readable closing summary."""
+        t = self.stage_seconds
+        total = sum(t.values()) or 1e-9
+        lines = [
+            "microquake-engine run summary",
+            f"  input            {self.input} (device {self.device})",
+            f"  chunks           {self.chunks} ({self.chunks_resumed} resumed from the store)",
+            f"  files read       {self.files_read}",
+            f"  events           {self.events}",
+            f"  skipped          {len(self.skipped)}",
+        ]
+        for path, reason in self.skipped[:20]:
+            lines.append(f"    - {path}: {reason}")
+        if len(self.skipped) > 20:
+            lines.append(f"    ... and {len(self.skipped) - 20} more (see summary.json)")
+        lines.append(f"  clusters         {self.clusters}"
+                     + (f" (k chosen by silhouette: {self.k_chosen})" if self.k_chosen else ""))
+        lines.append("  time per stage   " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()))
+        if self.events:
+            lines.append(f"  throughput       {self.events / total:.1f} events/s overall"
+                         + (f", {self.samples / max(t.get('features', 0), 1e-9):.3g} "
+                            "samples/s through features" if self.samples else ""))
+        lines.append(f"  outputs          {self.out}")
+        return "\n".join(lines)
+
+
+def resolve_device(device: str) -> str:
+    """'cpu' or 'cuda' from the --device choice ('auto': CUDA if usable)."""
+    if device == "cpu":
+        return "cpu"
+    ok = False
+    try:
+        import torch
+
+        ok = torch.cuda.is_available()
+        if ok:
+            import cupy  # noqa: F401
+    except ImportError:
+        ok = False
+    if device == "cuda" and not ok:
+        raise RuntimeError("--device cuda needs a CUDA GPU with PyTorch CUDA and CuPy; "
+                           "install 'microquake-engine[gpu]' or use --device cpu")
+    return "cuda" if ok else "cpu"
+
+
+def build_source(cfg: RunConfig, out: Path):
+    """The event source of the run and the label catalogue that goes with it.
+
+    With no input flag (or ``--archive synthetic``) the embedded synthetic archive is
+    generated into ``OUT/synthetic_archive`` (once; a re-run reuses it) and its
+    catalogue labels the detected events for validation.
+    """
+    from engine.sources import open_source
+
+    label_catalog = None
+    archive = cfg.archive
+    if cfg.input_kind == "synthetic":
+        archive = str(ensure_synthetic_archive(cfg, out))
+        label_catalog = str(Path(archive) / "catalog.csv")
+    detect = dict(sta=cfg.sta, lta=cfg.lta, trigger_on=cfg.trigger_on,
+                  trigger_off=cfg.trigger_off, freqmin=cfg.freqmin or None,
+                  freqmax=cfg.freqmax or None, min_duration=cfg.min_duration,
+                  max_duration=cfg.max_duration, pre=cfg.pre, post=cfg.post,
+                  coincidence=cfg.coincidence)
+    source = open_source(archive=archive, events=cfg.events, images=cfg.images,
+                         catalog=cfg.catalog, network=cfg.network, station=cfg.station,
+                         location=cfg.location, channel=cfg.channel,
+                         starttime=cfg.starttime, endtime=cfg.endtime, target_fs=cfg.fs,
+                         chunk_length=cfg.chunk_length, **detect)
+    return source, label_catalog
+
+
+def ensure_synthetic_archive(cfg: RunConfig, out: Path) -> Path:
+    """Generate the embedded synthetic archive into ``OUT/synthetic_archive`` once."""
+    from engine.synth import write_archive
+
+    target = out / "synthetic_archive"
+    done = target / ".complete"
+    wanted = {"days": cfg.synthetic_days, "stations": cfg.synthetic_stations,
+              "seed": cfg.seed, "rate": cfg.synthetic_rate}
+    if done.exists() and json.loads(done.read_text()) == wanted:
+        return target
+    tmp = out / "synthetic_archive.tmp"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    print(f"generating the embedded synthetic archive ({cfg.synthetic_days} day(s), "
+          f"{cfg.synthetic_stations} station(s)) in {target}", file=sys.stderr)
+    write_archive(tmp, days=cfg.synthetic_days, stations=cfg.synthetic_stations,
+                  seed=cfg.seed, rate=cfg.synthetic_rate)
+    (tmp / ".complete").write_text(json.dumps(wanted))
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def _file_id(path: Optional[str]) -> Optional[str]:
+    if not path:
+        return None
+    p = Path(path)
+    st = p.stat()
+    return f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+
+
+def fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    """Everything the stored features depend on (clustering settings excluded)."""
+    from engine.features.weights import default_weights_id
+
+    fp = {k: getattr(cfg, k) for k in (
+        "archive", "events", "images", "catalog", "network", "station", "location",
+        "channel", "starttime", "endtime", "fs", "chunk_length", "sta", "lta",
+        "trigger_on", "trigger_off", "freqmin", "freqmax", "min_duration", "max_duration",
+        "pre", "post", "coincidence", "feature_layer")}
+    for k in ("archive", "events", "images", "catalog"):
+        if fp[k] and fp[k] != "synthetic":
+            fp[k] = str(Path(fp[k]).resolve())
+    fp["weights"] = _file_id(cfg.weights) if cfg.weights else default_weights_id()
+    if cfg.input_kind == "synthetic":
+        fp["synthetic"] = [cfg.synthetic_days, cfg.synthetic_stations, cfg.synthetic_rate,
+                           cfg.seed]
+    return fp
+
+
+def extract_local(source, todo: list[str], spec: FeatureSpec, store: FeatureStore) -> None:
+    """Process chunks in this process; a reader thread prefetches the next chunk."""
+    if not todo:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqe-read") as pool:
+        def read(key):
+            t0 = time.perf_counter()
+            return source.read_chunk(key), time.perf_counter() - t0
+
+        nxt = pool.submit(read, todo[0])
+        for i in progress(range(len(todo)), desc="chunks", unit="chunk"):
+            res, t_read = nxt.result()
+            if i + 1 < len(todo):
+                nxt = pool.submit(read, todo[i + 1])
+            compute_chunk(res, spec, store.parts_dir, t_read)
+
+
+def extract_dask(source, todo: list[str], spec: FeatureSpec, store: FeatureStore,
+                 scheduler: Optional[str], n_local: int) -> None:
+    """Process chunks as Dask distributed tasks writing to the same store."""
+    from engine._util import require
+
+    distributed = require("distributed", "dev", "--scheduler/--dask-local")
+    cluster = None
+    if scheduler:
+        client = distributed.Client(scheduler)
+    else:
+        if spec.device == "cuda":
+            dask_cuda = require("dask_cuda", "gpu", "--dask-local with --device cuda")
+            cluster = dask_cuda.LocalCUDACluster(n_workers=n_local)
+        else:
+            cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1,
+                                               processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+    try:
+        src = client.scatter(source, broadcast=True)
+        futures = [client.submit(process_chunk, src, key, spec, str(store.parts_dir),
+                                 pure=False) for key in todo]
+        for fut in progress(distributed.as_completed(futures), desc="chunks (dask)",
+                            total=len(futures), unit="chunk"):
+            fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run(cfg: RunConfig) -> RunSummary:
+    """Run the whole job for a validated configuration; returns its summary."""
+    cfg.validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(out=str(out))
+    times = summary.stage_seconds
+    device = resolve_device(cfg.device)
+    summary.device = device
+    cfg.save(out / "config.toml")
+
+    t0 = time.perf_counter()
+    source, label_catalog = build_source(cfg, out)
+    summary.input = f"{cfg.input_kind}: " + str(cfg.archive or cfg.events or cfg.images
+                                                 or out / "synthetic_archive")
+    keys = source.chunks()
+    store = FeatureStore(out, fingerprint(cfg), fresh=cfg.fresh)
+    todo = store.todo(keys)
+    summary.chunks, summary.chunks_resumed = len(keys), len(keys) - len(todo)
+    times["setup"] = time.perf_counter() - t0
+
+    spec = FeatureSpec(weights=cfg.weights, feature_layer=cfg.feature_layer, fs=cfg.fs,
+                       device=device, batch=cfg.batch, precision=cfg.precision,
+                       tensorrt=cfg.tensorrt, label_catalog=label_catalog,
+                       images_dir=str(out / "images") if cfg.save_images else None)
+    t0 = time.perf_counter()
+    if cfg.scheduler or cfg.dask_local:
+        extract_dask(source, todo, spec, store, cfg.scheduler, cfg.dask_local)
+    else:
+        extract_local(source, todo, spec, store)
+    times["features"] = time.perf_counter() - t0
+
+    X, meta, stats = store.gather(keys)
+    store.consolidate(X, meta)
+    for st in stats:
+        summary.files_read += st.get("files_read", 0)
+        summary.samples += st.get("samples", 0)
+        summary.skipped.extend(tuple(s) for s in st.get("skipped", []))
+    summary.events = X.shape[0]
+    if summary.events == 0:
+        _finish(summary, out)
+        raise RuntimeError(
+            f"no events found in {summary.input} (chunks: {len(keys)}, files read: "
+            f"{summary.files_read}, skipped: {len(summary.skipped)}); check the "
+            "selection flags and detection thresholds")
+
+    t0 = time.perf_counter()
+    from engine.clustering_stage import cluster_and_report
+
+    k_chosen, n_clusters = cluster_and_report(cfg, X, meta, source, spec, out, device)
+    summary.k_chosen, summary.clusters = k_chosen, n_clusters
+    times["clustering+report"] = time.perf_counter() - t0
+    _finish(summary, out)
+    return summary
+
+
+def _finish(summary: RunSummary, out: Path) -> None:
+    tmp = out / "summary.json.tmp"
+    d = summary.__dict__.copy()
+    d["skipped"] = [list(s) for s in summary.skipped]
+    d["python"] = platform.python_version()
+    tmp.write_text(json.dumps(d, indent=1, default=str))
+    os.replace(tmp, out / "summary.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    try:
+        cfg = parse_args(argv)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = run(cfg)
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished chunks are kept in the store; re-run the same "
+              "command to resume", file=sys.stderr)
+        return 130
+    print(summary.text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
