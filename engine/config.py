@@ -16,6 +16,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from engine.detect import DetectorConfig
+
+_DET = DetectorConfig()
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -46,6 +50,8 @@ class RunConfig:
         None, "event files: an HDF5 event set (Llaima layout, one dataset per class), a "
         "folder of them, a .npy/.npz array, or a folder of miniSEED/SAC event files "
         "(sub-folder names are labels)", "input", "PATH")
+    events_fs: float = _f(100.0, "sampling rate (Hz) of --events arrays that do not carry "
+                          "one (HDF5 / NumPy event sets)", "input", "HZ")
     images: Optional[str] = _f(
         None, "folder of 227x227 scalogram images (class sub-folders are labels), e.g. the "
         "published Llaima images", "input", "DIR")
@@ -68,23 +74,32 @@ class RunConfig:
                    "anti-alias filter", "selection", "HZ")
     chunk_length: float = _f(3600.0, "length (s) of the archive chunks read at a time; "
                              "memory is bounded by one chunk per worker", "selection", "S")
-    # --- detection -------------------------------------------------------------------
-    sta: float = _f(1.0, "STA window (s) of the recursive STA/LTA detector", "detection", "S")
-    lta: float = _f(30.0, "LTA window (s) of the recursive STA/LTA detector", "detection",
-                    "S")
-    trigger_on: float = _f(3.5, "STA/LTA ratio that opens a trigger", "detection", "X")
-    trigger_off: float = _f(1.5, "STA/LTA ratio that closes a trigger", "detection", "X")
-    freqmin: float = _f(1.0, "band-pass low corner (Hz) before detection (0: none)",
-                        "detection", "HZ")
-    freqmax: float = _f(20.0, "band-pass high corner (Hz) before detection (0: none)",
-                        "detection", "HZ")
-    min_duration: float = _f(2.0, "shortest trigger (s) kept as an event", "detection", "S")
-    max_duration: float = _f(60.0, "longest event window (s); longer triggers are cut "
-                             "(images use at most 60 s at 100 Hz)", "detection", "S")
-    pre: float = _f(2.0, "seconds kept before each trigger", "detection", "S")
-    post: float = _f(5.0, "seconds kept after each trigger", "detection", "S")
-    coincidence: int = _f(1, "stations that must trigger together (within a few seconds) "
-                          "for an event to be kept", "detection", "N")
+    # --- detection (defaults are engine.detect.DetectorConfig's) ----------------------
+    sta: float = _f(_DET.sta, "STA window (s) of the recursive STA/LTA detector",
+                    "detection", "S")
+    lta: float = _f(_DET.lta, "LTA window (s) of the recursive STA/LTA detector",
+                    "detection", "S")
+    trigger_on: float = _f(_DET.on, "STA/LTA ratio that opens a trigger", "detection", "X")
+    trigger_off: float = _f(_DET.off, "STA/LTA ratio that closes a trigger", "detection",
+                            "X")
+    freqmin: float = _f(_DET.freqmin, "band-pass low corner (Hz) before detection "
+                        "(0: no high-pass)", "detection", "HZ")
+    freqmax: float = _f(_DET.freqmax, "band-pass high corner (Hz) before detection "
+                        "(0: no low-pass; lowered to 0.45 fs when needed)", "detection",
+                        "HZ")
+    min_duration: float = _f(_DET.min_duration, "shortest trigger (s) kept as an event",
+                             "detection", "S")
+    max_duration: float = _f(_DET.max_duration, "longest trigger (s); longer ones are cut",
+                             "detection", "S")
+    pre: float = _f(_DET.pre, "seconds kept before each trigger onset", "detection", "S")
+    post: float = _f(_DET.post, "seconds kept after each trigger end", "detection", "S")
+    max_window: float = _f(_DET.max_window, "cap (s) on an event window, padding "
+                           "included (images use at most 60 s at 100 Hz)", "detection", "S")
+    min_stations: int = _f(_DET.min_stations, "coincidence: stations that must trigger "
+                           "within --coincidence-window for an event to be kept",
+                           "detection", "N")
+    coincidence_window: float = _f(_DET.coincidence_window, "largest spread (s) of the "
+                                   "onsets of one coincident event", "detection", "S")
     # --- features --------------------------------------------------------------------
     weights: Optional[str] = _f(
         None, "network weights: a MATLAB DAGNetwork MAT-file or engine weights (.pt); "
@@ -118,7 +133,7 @@ class RunConfig:
     synthetic_days: int = _f(1, "days of the embedded synthetic archive", "synthetic", "N")
     synthetic_stations: int = _f(2, "stations of the embedded synthetic archive",
                                  "synthetic", "N")
-    synthetic_rate: float = _f(4.0, "planted events per hour of the embedded synthetic "
+    synthetic_rate: float = _f(6.0, "planted events per hour of the embedded synthetic "
                                "archive", "synthetic", "R")
 
     # ------------------------------------------------------------------------------
@@ -144,9 +159,9 @@ class RunConfig:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"--{_flag(f.name)} must be one of {', '.join(choices)}; "
                                  f"got {getattr(self, f.name)!r}")
-        positive = ("fs", "chunk_length", "sta", "lta", "trigger_on", "trigger_off",
+        positive = ("fs", "events_fs", "chunk_length", "sta", "lta", "trigger_on", "trigger_off",
                     "max_duration", "batch", "synthetic_days", "synthetic_stations",
-                    "synthetic_rate", "coincidence")
+                    "synthetic_rate", "min_stations", "max_window", "coincidence_window")
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
@@ -166,6 +181,7 @@ class RunConfig:
         if self.scheduler and self.dask_local:
             raise ValueError("give --scheduler or --dask-local, not both")
         self.k_values()  # raises on a bad --k
+        self.detector()  # cross-checks of the detection flags
         return self
 
     def k_values(self) -> list[int]:
@@ -192,6 +208,15 @@ class RunConfig:
             if getattr(self, name):
                 return name
         return "synthetic"
+
+    def detector(self):
+        """The :class:`engine.detect.DetectorConfig` of these flags (validated)."""
+        return DetectorConfig(
+            sta=self.sta, lta=self.lta, on=self.trigger_on, off=self.trigger_off,
+            freqmin=self.freqmin or None, freqmax=self.freqmax or None,
+            min_duration=self.min_duration, max_duration=self.max_duration, pre=self.pre,
+            post=self.post, max_window=self.max_window, min_stations=self.min_stations,
+            coincidence_window=self.coincidence_window).validate()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (None values kept)."""

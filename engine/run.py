@@ -103,16 +103,12 @@ def build_source(cfg: RunConfig, out: Path):
     if cfg.input_kind == "synthetic":
         archive = str(ensure_synthetic_archive(cfg, out))
         label_catalog = str(Path(archive) / "catalog.csv")
-    detect = dict(sta=cfg.sta, lta=cfg.lta, trigger_on=cfg.trigger_on,
-                  trigger_off=cfg.trigger_off, freqmin=cfg.freqmin or None,
-                  freqmax=cfg.freqmax or None, min_duration=cfg.min_duration,
-                  max_duration=cfg.max_duration, pre=cfg.pre, post=cfg.post,
-                  coincidence=cfg.coincidence)
     source = open_source(archive=archive, events=cfg.events, images=cfg.images,
                          catalog=cfg.catalog, network=cfg.network, station=cfg.station,
                          location=cfg.location, channel=cfg.channel,
                          starttime=cfg.starttime, endtime=cfg.endtime, target_fs=cfg.fs,
-                         chunk_length=cfg.chunk_length, **detect)
+                         chunk_length=cfg.chunk_length, fs=cfg.events_fs,
+                         detect=cfg.detector() if archive else True)
     return source, label_catalog
 
 
@@ -157,10 +153,10 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
     from engine.features.weights import default_weights_id
 
     fp = {k: getattr(cfg, k) for k in (
-        "archive", "events", "images", "catalog", "network", "station", "location",
+        "archive", "events", "events_fs", "images", "catalog", "network", "station", "location",
         "channel", "starttime", "endtime", "fs", "chunk_length", "sta", "lta",
         "trigger_on", "trigger_off", "freqmin", "freqmax", "min_duration", "max_duration",
-        "pre", "post", "coincidence", "feature_layer")}
+        "pre", "post", "max_window", "min_stations", "coincidence_window", "feature_layer")}
     for k in ("archive", "events", "images", "catalog"):
         if fp[k] and fp[k] != "synthetic":
             fp[k] = str(Path(fp[k]).resolve())

@@ -65,7 +65,7 @@ def _iterate(X, C0, m, max_iter, tol):
     for it in range(max_iter):
         _memberships(X, C, m, U)
         W = U ** m
-        num = np.dot(W.T, X)
+        num = np.dot(np.ascontiguousarray(W.T), X)
         den = W.sum(axis=0)
         Cn = np.empty_like(C)
         for j in range(k):

@@ -107,7 +107,8 @@ class KMeans(BaseClusterer):
         The scikit-learn backend switches to ``MiniBatchKMeans`` above this size.
     max_points_per_centroid : int, default 4096
         FAISS trains on at most ``k * max_points_per_centroid`` seeded sampled
-        events, then assigns all of them.
+        events (each restart starts from scikit-learn's greedy k-means++),
+        then assigns all of them.
     random_state : int, RandomState or None, default None
         Seed of the k-means++ start (and of FAISS' training subsample).
 
@@ -215,15 +216,38 @@ class KMeans(BaseClusterer):
         return est.cluster_centers_, est.labels_
 
     def _fit_faiss(self, X: np.ndarray, device: str):
+        """FAISS Lloyd iterations from scikit-learn's greedy k-means++ start.
+
+        FAISS' own k-means++ is the plain (non-greedy) variant and lands in bad
+        local optima more often; seeding every restart with
+        :func:`sklearn.cluster.kmeans_plusplus` on the (seeded) training sample
+        makes the backends agree.
+        """
+        from sklearn.cluster import kmeans_plusplus
+
         faiss = require("faiss", "gpu" if device == "cuda" else "dev", "KMeans(backend='faiss')")
-        X32 = np.ascontiguousarray(X, dtype=np.float32)
-        km = faiss.Kmeans(X32.shape[1], self.n_clusters, niter=self.max_iter, nredo=self.n_init,
-                          seed=self._seed(), verbose=False, gpu=(device == "cuda"),
-                          max_points_per_centroid=self.max_points_per_centroid,
-                          init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS)
-        km.train(X32)
-        _, idx = km.index.search(X32, 1)
-        return km.centroids.astype(np.float64), idx[:, 0]
+        rng = check_random_state(self._seed())
+        n, d = X.shape
+        n_train = min(n, self.n_clusters * self.max_points_per_centroid)
+        train = (np.sort(rng.choice(n, n_train, replace=False)) if n_train < n
+                 else slice(None))
+        Xt = np.ascontiguousarray(X[train], dtype=np.float32)
+        best_obj, best = np.inf, None
+        for _ in range(self.n_init):
+            C0, _ = kmeans_plusplus(Xt, self.n_clusters, random_state=rng.randint(2**31 - 1))
+            km = faiss.Kmeans(d, self.n_clusters, niter=self.max_iter, nredo=1,
+                              seed=int(rng.randint(2**31 - 1)), verbose=False,
+                              gpu=(device == "cuda"), max_points_per_centroid=n_train,
+                              min_points_per_centroid=1)
+            obj = km.train(Xt, init_centroids=np.ascontiguousarray(C0, dtype=np.float32))
+            if obj < best_obj:
+                best_obj, best = obj, km
+        X32 = X if X.dtype == np.float32 else None
+        if X32 is None:
+            labels = None          # assign in float64 by the caller
+        else:
+            labels = best.index.search(X32, 1)[1][:, 0]
+        return best.centroids.astype(np.float64), labels
 
     def _fit_cuml(self, X: np.ndarray, device: str):  # pragma: no cover - needs a GPU
         cuml = require("cuml", "gpu", "KMeans(backend='cuml')")

@@ -64,6 +64,11 @@ class EventSource(ABC):
     def read_chunk(self, key: str) -> ChunkResult:
         """Read one chunk; bad files inside it are skipped and recorded."""
 
+    def check(self) -> "EventSource":
+        """Validate parameters and list the chunks now, so errors come early; return self."""
+        self.chunks()
+        return self
+
     def __iter__(self) -> Iterator[Event]:
         for key in self.chunks():
             yield from self.read_chunk(key).events

@@ -1,0 +1,215 @@
+"""A saved clustering that assigns new events, flagging "none of the known families"."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._nearest import cluster_means, nearest_center
+from ._validation import check_features
+
+__all__ = ["ClusterModel"]
+
+_FORMAT = "microquake-engine/cluster-model/1"
+
+
+def _stem(path) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".npz", ".json") else p
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class ClusterModel:
+    """Centres (or medoids) of a clustering plus per-cluster novelty thresholds.
+
+    Parameters
+    ----------
+    centers : ndarray, shape (k, d)
+    thresholds : ndarray, shape (k,)
+        An event farther than ``thresholds[j]`` from its nearest centre ``j`` is
+        novel (label -1).
+    method : str
+    quantile : float
+        Quantile of the member distances used for the thresholds.
+    provenance : dict
+        Where the features came from (extractor, weights, layer, ...).
+    names : list of str, optional
+        Human names of the clusters (e.g. the dominant known class).
+
+    Examples
+    --------
+    >>> model = ClusterModel.from_labels(X, labels, method="kmeans")   # doctest: +SKIP
+    >>> model.save("run/model"); model = ClusterModel.load("run/model")  # doctest: +SKIP
+    >>> labels, distances, is_novel = model.assign(X_new)              # doctest: +SKIP
+    """
+
+    centers: np.ndarray
+    thresholds: np.ndarray
+    method: str = "kmeans"
+    quantile: float = 0.99
+    provenance: dict = field(default_factory=dict)
+    names: list | None = None
+
+    @classmethod
+    def from_labels(cls, X, labels, *, centers=None, method: str = "kmeans",
+                    quantile: float = 0.99, provenance: dict | None = None,
+                    names: list | None = None) -> "ClusterModel":
+        """Build a model from clustered events.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+        labels : array_like of int, shape (n,)
+            Clusters ``0..k-1`` (-1 ignored).
+        centers : array_like, shape (k, d), optional
+            Centres or medoids; default the cluster means.
+        method : str
+        quantile : float
+            In (0, 1]; default 0.99 (the 99th percentile of member distances).
+        provenance : dict, optional
+        names : list of str, optional
+
+        Returns
+        -------
+        ClusterModel
+
+        Raises
+        ------
+        ValueError
+            On malformed inputs, an empty cluster or a bad quantile.
+        """
+        X = check_features(X)
+        lab = np.asarray(labels)
+        if lab.shape != (X.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
+            raise ValueError(f"labels must be integers, one per row of X ({X.shape[0]}), "
+                             f"got shape {lab.shape} dtype {lab.dtype}")
+        if not 0.0 < quantile <= 1.0:
+            raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+        if not (lab >= 0).any():
+            raise ValueError("no event has a cluster label >= 0")
+        k = int(lab.max()) + 1
+        C = cluster_means(X, lab, k) if centers is None else check_features(centers, name="centers")
+        if C.shape != (k, X.shape[1]):
+            raise ValueError(f"centers must have shape ({k}, {X.shape[1]}), got {C.shape}")
+        thr = np.empty(k)
+        for j in range(k):
+            members = X[lab == j]
+            if members.shape[0] == 0:
+                raise ValueError(f"cluster {j} has no members; renumber the labels 0..k-1")
+            d = np.linalg.norm(members - C[j], axis=1)
+            thr[j] = np.quantile(d, quantile)
+        return cls(C, thr, method, float(quantile), dict(provenance or {}), names)
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of known clusters."""
+        return int(self.centers.shape[0])
+
+    def assign(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest known cluster of each event, or -1 when it is none of them.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+
+        Returns
+        -------
+        labels : ndarray of int64
+            Nearest cluster, or -1 where ``is_novel``.
+        distances : ndarray of float64
+            Euclidean distance to the nearest centre.
+        is_novel : ndarray of bool
+            Distance above that cluster's threshold.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` is malformed or has the wrong number of features.
+        """
+        X = check_features(X)
+        if X.shape[1] != self.centers.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} features, the model was built on "
+                             f"{self.centers.shape[1]}")
+        lab, dist = nearest_center(X, self.centers)
+        novel = dist > self.thresholds[lab]
+        lab = lab.copy()
+        lab[novel] = -1
+        return lab, dist, novel
+
+    def save(self, path) -> tuple[Path, Path]:
+        """Write ``<path>.npz`` (arrays) and ``<path>.json`` (metadata), atomically.
+
+        Parameters
+        ----------
+        path : str or Path
+            Stem; a ``.npz``/``.json`` suffix is dropped.
+
+        Returns
+        -------
+        (npz_path, json_path)
+        """
+        stem = _stem(path)
+        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+        _atomic_write(npz, lambda fh: np.savez(fh, centers=self.centers,
+                                               thresholds=self.thresholds))
+        meta: dict[str, Any] = {"format": _FORMAT, "method": self.method,
+                                "quantile": self.quantile, "n_clusters": self.n_clusters,
+                                "n_features": int(self.centers.shape[1]),
+                                "provenance": self.provenance, "names": self.names}
+        _atomic_write(js, lambda fh: fh.write(json.dumps(meta, indent=2, default=str).encode()))
+        return npz, js
+
+    @classmethod
+    def load(cls, path) -> "ClusterModel":
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+            Stem (``.npz``/``.json`` suffix allowed).
+
+        Returns
+        -------
+        ClusterModel
+
+        Raises
+        ------
+        FileNotFoundError
+            If either file is missing.
+        ValueError
+            If the files are not a cluster model or disagree.
+        """
+        stem = _stem(path)
+        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+        for p in (npz, js):
+            if not p.is_file():
+                raise FileNotFoundError(f"cluster model file {p} not found")
+        meta = json.loads(js.read_text())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{js} is not a cluster model (format {meta.get('format')!r})")
+        with np.load(npz) as z:
+            C, thr = z["centers"], z["thresholds"]
+        if C.shape != (meta["n_clusters"], meta["n_features"]) or thr.shape != (C.shape[0],):
+            raise ValueError(f"{npz} holds arrays of shapes {C.shape}, {thr.shape} that do not "
+                             f"match {js}")
+        return cls(C, thr, meta["method"], float(meta["quantile"]), meta.get("provenance") or {},
+                   meta.get("names"))

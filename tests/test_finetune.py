@@ -1,0 +1,178 @@
+"""engine.finetune: image folder, split, augmentation, training smoke test, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.features import SqueezeNetExtractor
+from engine.features.weights import load_weights, metadata_path
+from engine.finetune import (augment, finetune, load_image_folder, main,
+                             stratified_split)
+
+SIZE = 48
+
+
+def _make_folder(root: Path, per_class: int = 6, seed: int = 0) -> Path:
+    """Two trivially separable classes: a bright band at the bottom (LP) or top (VT)."""
+    rng = np.random.default_rng(seed)
+    for cls, rows in (("LP", slice(SIZE - 16, SIZE)), ("VT", slice(0, 16))):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            a = rng.integers(0, 40, (SIZE, SIZE, 3)).astype(np.uint8)
+            a[rows, :, 0] = 240
+            a[rows, :, 1] = 200
+            Image.fromarray(a).save(root / cls / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return _make_folder(tmp_path_factory.mktemp("imgs"), per_class=8)
+
+
+@pytest.fixture(scope="module")
+def trained(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "w.safetensors"
+    lines: list[str] = []
+    res = finetune(folder, out, epochs=3, batch=4, lr=1e-3, seed=1, image_size=SIZE,
+                   patience=3, command="python -m engine.finetune (test)", log=lines.append)
+    return res, out, lines
+
+
+def test_load_image_folder(folder):
+    X, y, classes, paths = load_image_folder(folder, image_size=SIZE)
+    assert X.shape == (16, SIZE, SIZE, 3) and X.dtype == np.uint8
+    assert classes == ["LP", "VT"] and list(np.bincount(y)) == [8, 8]
+    assert paths[0].parent.name == "LP"
+    small, _, _, _ = load_image_folder(folder, image_size=32)
+    assert small.shape == (16, 32, 32, 3)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_image_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        load_image_folder(tmp_path / "empty")
+    one = _make_folder(tmp_path / "one", per_class=3)
+    for f in sorted((one / "VT").glob("*.png"))[1:]:
+        f.unlink()
+    with pytest.raises(ValueError, match="fewer than 2 images.*VT"):
+        load_image_folder(one)
+    (one / "VT" / "0.png").write_bytes(b"broken")
+    (one / "VT" / "1.png").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="cannot read image"):
+        load_image_folder(one)
+
+
+def test_stratified_split():
+    labels = np.repeat([0, 1, 2], [10, 5, 2])
+    tr, va = stratified_split(labels, 0.2, seed=3)
+    assert set(tr).isdisjoint(va) and len(tr) + len(va) == len(labels)
+    assert list(np.bincount(labels[va])) == [2, 1, 1]
+    assert set(labels[tr]) == {0, 1, 2}
+    tr2, va2 = stratified_split(labels, 0.2, seed=3)
+    assert np.array_equal(va, va2)
+    with pytest.raises(ValueError, match="val_fraction"):
+        stratified_split(labels, 1.0, seed=0)
+
+
+def _shift_reference(img: np.ndarray, shift: int) -> np.ndarray:
+    """Move columns by ``shift`` (positive: right), repeating the edge column."""
+    w = img.shape[-1]
+    src = np.clip(np.arange(w) - shift, 0, w - 1)
+    return img[..., src]
+
+
+def test_augment_time_shift_matches_reference():
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (5, 3, 8, 20))
+                         .astype(np.float32))
+    gen = torch.Generator().manual_seed(4)
+    got = augment(x, gen, max_shift=0.2, brightness=0.0, contrast=0.0).numpy()
+    for k in range(5):
+        matches = [s for s in range(-4, 5)
+                   if np.allclose(got[k], _shift_reference(x[k].numpy(), s), atol=1e-4)]
+        assert len(matches) == 1, k
+    # rows (frequencies) never move: every row stays a shift of the same row
+    assert not np.allclose(got, x.numpy())
+
+
+def test_augment_never_flips_vertically():
+    rows = np.linspace(0, 255, 16, dtype=np.float32)
+    x = torch.from_numpy(np.broadcast_to(rows[None, None, :, None], (4, 3, 16, 16)).copy())
+    got = augment(x, torch.Generator().manual_seed(0)).numpy()
+    assert (np.diff(got[:, 0, :, 5], axis=1) >= 0).all()  # still increasing downwards
+    assert got.min() >= 0 and got.max() <= 255
+
+
+def test_training_smoke(trained, folder):
+    res, out, lines = trained
+    assert out.is_file() and metadata_path(out).is_file()
+    assert not list(out.parent.glob("*.tmp"))
+    hist = res.history
+    assert len(hist) == 3
+    # trivially separable: validation accuracy above chance and training loss falling
+    assert res.val_accuracy > 0.5
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert res.confusion.shape == (2, 2) and res.confusion.sum() == 4
+    assert set(res.per_class_accuracy) == {"LP", "VT"}
+    assert any("confusion" in line for line in lines)
+    meta = json.loads(metadata_path(out).read_text())
+    assert meta["classes"] == ["LP", "VT"] and meta["input_size"] == [SIZE, SIZE, 3]
+    t = meta["training"]
+    assert t["init"] == "scratch" and t["seed"] == 1 and t["epochs_run"] == 3
+    assert t["command"] == "python -m engine.finetune (test)"
+    assert t["val_accuracy"] == pytest.approx(res.val_accuracy)
+    assert t["counts"] == {"LP": 8, "VT": 8}
+    # the weights work in the extractor, at the training image size
+    ext = SqueezeNetExtractor.load(out)
+    X, y, classes, _ = load_image_folder(folder, image_size=SIZE)
+    assert ext.transform(X).shape == (16, 2 * 2 * 2)  # conv10 of a 48 px image: 2 x 2
+    assert np.mean(ext.predict(X) == np.asarray(classes)[y]) > 0.5
+
+
+def test_deterministic_for_a_seed(folder, tmp_path):
+    a = finetune(folder, tmp_path / "a.pt", epochs=1, batch=4, seed=5, image_size=32,
+                 log=lambda s: None)
+    b = finetune(folder, tmp_path / "b.pt", epochs=1, batch=4, seed=5, image_size=32,
+                 log=lambda s: None)
+    sa, _ = load_weights(a.weights)
+    sb, _ = load_weights(b.weights)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_from_engine_weights_replaces_head(trained, tmp_path):
+    _, out, _ = trained
+    three = _make_folder(tmp_path / "three", per_class=3)
+    (three / "TR").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((SIZE, SIZE, 3), 90, np.uint8)).save(three / "TR" / f"{i}.png")
+    res = finetune(three, tmp_path / "ft.safetensors", init=out, epochs=1, batch=4,
+                   image_size=SIZE, val_fraction=0.34, log=lambda s: None)
+    state, meta = load_weights(res.weights)
+    start, _ = load_weights(out)
+    assert state["conv10.weight"].shape == (3, 512, 1, 1)
+    assert meta["classes"] == ["LP", "TR", "VT"]
+    assert meta["training"]["init"] == "fine-tune"
+    assert meta["training"]["from"]["file"] == "w.safetensors"
+    torch.testing.assert_close(state["mean"], start["mean"])  # the source's mean is kept
+
+
+def test_cli(folder, tmp_path, capsys):
+    out = tmp_path / "cli.safetensors"
+    rc = main(["--images", str(folder), "--out", str(out), "--epochs", "1", "--batch", "6",
+               "--image-size", "32", "--seed", "2"])
+    assert rc == 0 and out.is_file()
+    meta = json.loads(metadata_path(out).read_text())
+    assert meta["training"]["command"].startswith("python -m engine.finetune --images ")
+    assert "--image-size 32" in meta["training"]["command"]
+    assert "per-class accuracy" in capsys.readouterr().out
+    rc = main(["--images", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.pt")])
+    assert rc == 2 and "image folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

@@ -1,0 +1,254 @@
+"""Superlet kernels (CPU, GPU code path on NumPy, CUDA kernel under the simulator)
+against the direct-convolution reference written from docs/method.md.
+
+Relative error used throughout: for each frequency row, ``max|fast - ref| /
+max|ref|`` over the row's samples (the error relative to the row's peak power),
+maximised over rows and traces.  Bounds: < 1e-3 for float32 paths, < 1e-8 for
+float64.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.superlet import cwt, superlet
+from kernels import wavelets as wv
+from kernels.superlet_cpu import superlet_cpu
+from kernels.superlet_gpu import geomean_rows_xp, superlet_gpu
+from reference_superlet import ref_morlet, ref_orders, ref_superlet
+
+ROOT = Path(__file__).resolve().parents[1]
+FS = 100.0
+FREQS = np.array([5.0, 8.0, 12.5, 20.0, 31.0, 45.0])
+TOL = {np.float32: 1e-3, np.float64: 1e-8}
+
+
+def rel_err(fast: np.ndarray, ref: np.ndarray) -> float:
+    """max over rows of max|fast - ref| / max|ref| (rows = last-but-one axis)."""
+    fast = np.asarray(fast, dtype=np.float64)
+    num = np.abs(fast - ref).max(axis=-1)
+    den = np.abs(ref).max(axis=-1)
+    return float((num / den).max())
+
+
+@pytest.fixture(scope="module")
+def traces() -> np.ndarray:
+    rng = np.random.default_rng(42)
+    t = np.arange(500) / FS
+    x = rng.standard_normal((3, 500))
+    x[1] += 5 * np.sin(2 * np.pi * 8 * t) * np.exp(-((t - 2.5) ** 2))
+    x[2] *= 1e4  # amplitude scale must not matter
+    return x
+
+
+# ----------------------------------------------------------------- wavelet bank
+def test_orders_are_matlab_fix_linspace():
+    for n, o in [(121, (10, 20)), (7, (1, 5)), (5, (3, 3)), (1, (2, 9)), (10, (20, 10))]:
+        assert wv.superlet_orders(n, o).tolist() == ref_orders(n, *o)
+
+
+def test_morlet_matches_reference_taps():
+    # includes ties where 6*sd*fs is an integer (1.2 Hz, 3 cycles -> 300)
+    for f, c in [(1.2, 3), (1.0, 30), (25.0, 3), (7.3, 14), (13.0, 60)]:
+        w, r = wv.morlet(f, c, FS), ref_morlet(f, c, FS)
+        assert w.shape == r.shape and len(w) % 2 == 1
+        np.testing.assert_allclose(w, r, rtol=0, atol=1e-15)
+        assert abs(np.abs(w).sum() - 1.0) < 1e-12  # |w| sums to 1: sum of g normalised
+
+
+def test_published_parameters_give_1760_wavelets_longest_3601():
+    from engine.images import DEFAULT_FREQS
+
+    ords, cycles, lengths = wv.bank_layout(FS, DEFAULT_FREQS, 3.0, (10, 20), True)
+    assert len(DEFAULT_FREQS) == 121 and ords.sum() == 1760 == len(cycles)
+    assert lengths.max() == 3601 and cycles.max() == 60
+
+
+def test_additive_and_multiplicative_cycles():
+    assert wv.superlet_cycles(3, 4, True).tolist() == [3, 6, 9, 12]
+    assert wv.superlet_cycles(3, 4, False).tolist() == [3, 4, 5, 6]
+
+
+def test_bank_is_cached_and_read_only():
+    wv.bank_cache_clear()
+    a = wv.wavelet_bank(FS, FREQS, 3, (1, 5), 500, True, np.float32)
+    b = wv.wavelet_bank(FS, list(FREQS), 3.0, (1, 5), 500, True, "float32")
+    assert a is b and wv.bank_cache_info().hits == 1
+    c = wv.wavelet_bank(FS, FREQS, 3, (1, 5), 500, True, np.float64)
+    assert c is not a and c.spectra[0].dtype == np.complex128
+    assert a.spectra[0].dtype == np.complex64
+    assert wv.wavelet_bank(FS, FREQS, 3, (1, 5), 500, False, np.float32) is not a
+    with pytest.raises(ValueError):
+        a.spectra[0][0, 0] = 0
+    # every block's FFT is long enough for exact 'same' convolution
+    for (r0, r1), n_fft in zip(a.blocks, a.block_nfft):
+        lmax = a.lengths[a.starts[r0]: a.ends[r1 - 1]].max()
+        assert n_fft >= 500 + (lmax - 1) // 2
+
+
+# ----------------------------------------------------------- CPU kernel vs ref
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("multiplicative", [True, False])
+def test_superlet_matches_direct_reference(traces, dtype, multiplicative):
+    ref = np.array([ref_superlet(x, FS, FREQS, 3.0, (1, 5), multiplicative) for x in traces])
+    out = superlet(traces, FS, FREQS, c1=3, orders=(1, 5), multiplicative=multiplicative,
+                   dtype=dtype)
+    assert out.shape == (3, len(FREQS), 500) and out.dtype == dtype
+    assert rel_err(out, ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cwt_is_order_one_morlet_power(traces, dtype):
+    x = traces[1]
+    ref = ref_superlet(x, FS, FREQS, 5.0, (1, 1))
+    # order 1 by hand: 2 |x * w|^2 with 5 cycles
+    w = ref_morlet(8.0, 5.0, FS)
+    r = np.convolve(x, w, mode="same")
+    np.testing.assert_allclose(ref[1], 2 * np.abs(r) ** 2, rtol=1e-12)
+    assert rel_err(cwt(x, FS, FREQS, c=5, dtype=dtype), ref) < TOL[dtype]
+
+
+def test_short_trace_exact_with_allow_short():
+    x = np.random.default_rng(1).standard_normal(40)  # longest wavelet: 5 Hz, 3 cycles, 73 taps
+    ref = ref_superlet(x, FS, FREQS, 3.0, (1, 5))
+    out = superlet(x, FS, FREQS, orders=(1, 5), dtype=np.float64, allow_short=True)
+    assert rel_err(out, ref) < 1e-8
+
+
+def test_batch_list_and_single_agree(traces):
+    batch = superlet(traces, FS, FREQS, orders=(2, 4))
+    singles = [superlet(t, FS, FREQS, orders=(2, 4)) for t in traces]
+    ragged = superlet([traces[0][:450], traces[1], traces[2][:480]], FS, FREQS, orders=(2, 4))
+    for i in range(3):
+        assert rel_err(batch[i], singles[i].astype(np.float64)) < 1e-5
+    assert [r.shape[1] for r in ragged] == [450, 500, 480]
+    for r, t in zip(ragged, [traces[0][:450], traces[1], traces[2][:480]]):
+        assert rel_err(r, ref_superlet(t, FS, FREQS, 3.0, (2, 4))) < 1e-3
+
+
+def test_sine_peaks_at_its_frequency():
+    t = np.arange(2000) / FS
+    p = superlet(np.sin(2 * np.pi * 12.5 * t), FS, FREQS, orders=(2, 6))
+    assert int(np.argmax(p[:, 1000])) == 2
+
+
+def test_amplitude_scaling_is_exact_and_zero_trace_is_zero():
+    x = np.random.default_rng(3).standard_normal(500)
+    p1 = superlet(x, FS, FREQS, orders=(1, 5))
+    for a in (1e15, 1e-15):
+        pa = superlet(x * a, FS, FREQS, orders=(1, 5))
+        assert np.all(np.isfinite(pa))
+        assert rel_err(pa / a ** 2, p1.astype(np.float64)) < 1e-5
+    with np.errstate(all="raise"):
+        z = superlet(np.zeros(500), FS, FREQS, orders=(1, 5))
+    assert np.all(z == 0)
+
+
+# -------------------------------------------------- GPU code path on NumPy
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_code_path_on_numpy_matches_reference(traces, dtype):
+    bank = wv.wavelet_bank(FS, FREQS, 3, (1, 5), 500, True, dtype)
+    ref = np.array([ref_superlet(x, FS, FREQS, 3.0, (1, 5)) for x in traces])
+    out = superlet_gpu(traces.astype(dtype), bank, xp=np, fused=False, max_block_bytes=1)
+    assert out.dtype == dtype and rel_err(out, ref) < TOL[dtype]
+    cpu = superlet_cpu(traces.astype(dtype), bank)
+    assert rel_err(out, cpu.astype(np.float64)) < TOL[dtype]
+
+
+def test_geomean_rows_xp_handles_zero_power():
+    y = np.ones((1, 3, 4), dtype=np.complex64)
+    y[0, 1, 2] = 0
+    out = geomean_rows_xp(y, 4, [0, 1], [1, 3], np.array([1.0]), np)
+    np.testing.assert_allclose(out[0, 0], 2.0)
+    np.testing.assert_allclose(out[0, 1], [2.0, 2.0, 0.0, 2.0])
+
+
+SIM_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from numba import config
+    assert config.ENABLE_CUDASIM
+    from kernels.superlet_gpu import geomean_rows_xp, launch_geomean, superlet_gpu
+    from kernels.wavelets import wavelet_bank
+    from reference_superlet import ref_superlet
+    rng = np.random.default_rng(0)
+    res = {{}}
+    # fused kernel vs array-module step, random responses with a zero
+    y = (rng.standard_normal((2, 5, 40)) + 1j * rng.standard_normal((2, 5, 40))).astype(
+        np.complex64)
+    y[1, 3, 7] = 0
+    st, en = np.array([0, 2]), np.array([2, 5])
+    s2 = np.array([1.0, 4.0])
+    out = np.full((2, 2, 33), -1.0, dtype=np.float32)
+    launch_geomean(y, 33, st, en, s2, out, threads=16)
+    ref = geomean_rows_xp(y, 33, st, en, s2, np)
+    res["kernel"] = float(np.abs(out - ref).max() / np.abs(ref).max())
+    res["zero"] = float(out[1, 1, 7])
+    # whole GPU path, fused, on NumPy arrays
+    freqs = np.array([6.0, 15.0, 30.0])
+    x = rng.standard_normal((2, 90))
+    bank = wavelet_bank(100.0, freqs, 3, (1, 3), 90, True, np.float32)
+    got = superlet_gpu(x.astype(np.float32), bank, xp=np, fused=True)
+    want = np.array([ref_superlet(t, 100.0, freqs, 3.0, (1, 3)) for t in x])
+    res["path"] = float((np.abs(got - want).max(-1) / want.max(-1)).max())
+    print("RESULT" + json.dumps(res))
+    """
+)
+
+
+def test_cuda_kernel_under_simulator():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    code = SIM_SCRIPT.format(tests=str(ROOT / "tests"))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
+    res = json.loads(line[len("RESULT"):])
+    assert res["kernel"] < 1e-6
+    assert res["zero"] == 0.0
+    assert res["path"] < 1e-3
+
+
+# ------------------------------------------------------------------ bad input
+BAD = [
+    (dict(x=np.zeros(0)), "empty"),
+    (dict(x=[np.ones(500), np.zeros(0)]), "trace 1 is empty"),
+    (dict(x=np.r_[np.ones(300), np.nan, np.ones(199)]), "non-finite.*index 300"),
+    (dict(x=np.r_[np.ones(10), np.inf, np.ones(489)]), "non-finite"),
+    (dict(x=np.ones(60)), r"60 samples, shorter than the longest wavelet \(73 taps"),
+    (dict(x=np.ones((2, 2, 500))), "shape"),
+    (dict(x=np.ones(500, dtype=complex)), "real numbers"),
+    (dict(freqs=[5.0, 0.0]), r"freqs\[1\]"),
+    (dict(freqs=[5.0, -3.0]), "Nyquist"),
+    (dict(freqs=[5.0, 50.0]), "Nyquist"),
+    (dict(freqs=[[5.0]]), "1-D"),
+    (dict(freqs=[]), "non-empty"),
+    (dict(orders=(0, 5)), "positive integer"),
+    (dict(orders=(2.5, 4)), "positive integer"),
+    (dict(orders=(2,)), "pair"),
+    (dict(c1=0), "c1"),
+    (dict(c1=-2.0), "c1"),
+    (dict(c1=float("nan")), "c1"),
+    (dict(fs=0.0), "fs"),
+    (dict(dtype=np.int32), "dtype"),
+    (dict(device="tpu"), "device"),
+]
+
+
+@pytest.mark.parametrize("kw, match", BAD)
+def test_bad_input_raises_clear_value_error(kw, match):
+    args = dict(x=np.random.default_rng(0).standard_normal(500), fs=FS, freqs=FREQS,
+                orders=(1, 5))
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        superlet(**args)
