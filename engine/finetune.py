@@ -10,7 +10,10 @@ JSON metadata with the exact command and provenance) atomically.
 Start: ``--from FILE`` (a MATLAB DAGNetwork ``.mat`` or engine weights) keeps
 the body and replaces the final conv by a new one with a filter per class;
 without ``--from`` the network is trained from scratch (the input mean is then
-the per-channel mean of the training images).
+the per-channel mean of the training images and the divisor their per-channel
+standard deviation, so that training starts from unit-scale inputs, and the
+class scores are the plain spatial average of ``conv10`` without the ReLU,
+so that a fresh head cannot die).
 
 Augmentations (training only): random time shifts of up to 10 % of the width
 with the edge columns repeated (a horizontal crop-and-pad) and small
@@ -209,25 +212,30 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _initial_model(init: Optional[str | Path], n_classes: int, mean: np.ndarray
-                   ) -> tuple[SqueezeNet, dict[str, Any]]:
+def _initial_model(init: Optional[str | Path], n_classes: int, mean: np.ndarray,
+                   std: np.ndarray) -> tuple[SqueezeNet, dict[str, Any]]:
     if init is None:
-        return SqueezeNet(n_classes, mean=mean.tolist()), {"init": "scratch"}
+        model = SqueezeNet(n_classes, mean=mean.tolist(), std=std.tolist(), head_relu=False)
+        return model, {"init": "scratch"}
     init = Path(init)
     if init.suffix.lower() == ".mat":
         from engine.features.matlab import import_matlab
 
         net = import_matlab(init)
         state, pads, prov = net.state_dict, net.pool_padding, net.source
+        head_relu = True
     else:
         from engine.features.weights import load_weights
 
         state, meta = load_weights(init)
         pads = meta["pool_padding"]
+        head_relu = bool(meta.get("head_relu", True))
         prov = {"file": init.name, "sha256": _file_sha256(init),
                 "training": meta.get("training", {})}
+    state = dict(state)
+    state.setdefault("std", torch.ones(3, 1, 1))
     model = SqueezeNet(int(state["conv10.weight"].shape[0]), pool_padding=pads,
-                       mean=state["mean"])
+                       mean=state["mean"], std=state["std"], head_relu=head_relu)
     model.load_state_dict(state)
     model.replace_head(n_classes)
     return model, {"init": "fine-tune", "from": prov}
@@ -304,8 +312,10 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
         f"({', '.join(f'{c}: {int((y == i).sum())}' for i, c in enumerate(classes))}); "
         f"train {len(tr)}, validation {len(va)}")
     torch.manual_seed(seed)
-    mean = X[tr].reshape(-1, 3).mean(axis=0, dtype=np.float64).astype(np.float32)
-    model, provenance = _initial_model(init, len(classes), mean)
+    pixels = X[tr].reshape(-1, 3)
+    mean = pixels.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = np.maximum(pixels.std(axis=0, dtype=np.float64), 1.0).astype(np.float32)
+    model, provenance = _initial_model(init, len(classes), mean, std)
     model.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -365,6 +375,8 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
     metadata = {
         "classes": classes,
         "mean": mean_meta,
+        "std": best_state["std"].reshape(-1).tolist(),
+        "head_relu": model.head_relu,
         "input_size": [image_size, image_size, 3],
         "pool_padding": {k2: list(v) for k2, v in model.pool_padding.items()},
         "layer_aliases": {},

@@ -300,6 +300,17 @@ def _resize_operator(in_len: int, out_len: int, xp):
     return csp.csr_matrix(m)
 
 
+def _resize_chw(m, out_shape: tuple[int, int], xp):
+    """Resize a channels-first stack ``(ch, rows, cols)`` -> ``(out_rows, out_cols, ch)``."""
+    ch, rows, cols = m.shape
+    orow, ocol = out_shape
+    wc = _resize_operator(cols, ocol, xp)
+    wr = _resize_operator(rows, orow, xp)
+    h = wc @ m.reshape(ch * rows, cols).T  # (ocol, ch * rows)
+    h = h.reshape(ocol, ch, rows).transpose(2, 0, 1).reshape(rows, ocol * ch)
+    return (wr @ h).reshape(orow, ocol, ch)
+
+
 def resize_bicubic(img, out_shape: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE), xp=None):
     """Stage 2.5: MATLAB ``imresize(img, out_shape)`` (bicubic, antialiased).
 
@@ -314,13 +325,7 @@ def resize_bicubic(img, out_shape: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE), x
     xp array (out_rows, out_cols, channels) float64 (not clipped)
     """
     xp = xp or _xp_of(img)
-    rows, cols, ch = img.shape
-    orow, ocol = out_shape
-    wc = _resize_operator(cols, ocol, xp)
-    wr = _resize_operator(rows, orow, xp)
-    t = img.astype(xp.float64).transpose(1, 0, 2).reshape(cols, rows * ch)
-    t = (wc @ t).reshape(ocol, rows, ch).transpose(1, 0, 2).reshape(rows, ocol * ch)
-    return (wr @ t).reshape(orow, ocol, ch)
+    return _resize_chw(img.astype(xp.float64).transpose(2, 0, 1), out_shape, xp)
 
 
 @lru_cache(maxsize=2)
@@ -362,9 +367,8 @@ def scalogram_to_image(power, xp=None):
                          f"{BOX + 2} samples for the {BOX + 1}x{BOX + 1} box sum, got shape "
                          f"{tuple(power.shape)}")
     idx = scale_to_uint8(box_sum(log_power(power, xp), BOX, xp), xp)
-    lut = xp.asarray(_jet_lut_np())
-    rgb = resize_bicubic(lut[idx.astype(xp.int64)], (IMAGE_SIZE, IMAGE_SIZE), xp)
-    rgb = rgb[::-1]
+    lut_t = xp.asarray(np.ascontiguousarray(_jet_lut_np().T))  # (3, 256)
+    rgb = _resize_chw(lut_t[:, idx.astype(xp.int64)], (IMAGE_SIZE, IMAGE_SIZE), xp)[::-1]
     return xp.floor(xp.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(xp.uint8)
 
 

@@ -220,9 +220,19 @@ def superlet(x, fs: float, freqs, c1: float = 3.0, orders: Sequence[int] = (10, 
     return [power[i, :, : lens[i]] for i in range(len(traces))]
 
 
+#: Padded lengths are rounded up to a multiple of this, so that traces of nearby
+#: lengths share one cached wavelet bank (zero padding is exact).
+LENGTH_QUANTUM = 256
+
+
 def _superlet_padded(padded: np.ndarray, lens: np.ndarray, prm: dict, workers: int = -1):
-    """Kernel dispatch for validated, zero-padded traces (rows past ``lens`` are 0)."""
-    bank = wavelet_bank(prm["fs"], prm["freqs"], prm["c1"], prm["orders"], padded.shape[1],
+    """Kernel dispatch for validated, zero-padded traces (rows past ``lens`` are 0).
+
+    Returns the power for ``padded.shape[1]`` samples (NumPy or CuPy).
+    """
+    n = padded.shape[1]
+    n_bank = -(-n // LENGTH_QUANTUM) * LENGTH_QUANTUM
+    bank = wavelet_bank(prm["fs"], prm["freqs"], prm["c1"], prm["orders"], n_bank,
                         prm["multiplicative"], prm["dtype"])
     if prm["device"] == "cuda":
         from engine._util import require

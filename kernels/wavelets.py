@@ -7,9 +7,9 @@ Everything here follows ``docs/method.md`` (Stage 1) and the published
 * cycles of the ``k``-th wavelet (``k = 1..o``): ``c1 * k`` (multiplicative) or
   ``c1 + k - 1`` (additive);
 * one wavelet: ``sd = (c / 2) * (1 / f) / 2.5`` (this operation order, as in
-  aslt.m: it decides ``L`` where ``6 sd fs`` is an integer), ``L = 2 * floor(fix(6 sd fs) / 2) + 1``,
-  ``t_m = (m - (L - 1) / 2) / fs``, ``w = exp(2 pi i f t) g(t) / sum_m g(t_m)``
-  with ``g`` the N(0, sd) density.
+  aslt.m: it decides ``L`` where ``6 sd fs`` is an integer),
+  ``L = 2 * floor(fix(6 sd fs) / 2) + 1``, ``t_m = (m - (L - 1) / 2) / fs``,
+  ``w = exp(2 pi i f t) g(t) / sum_m g(t_m)`` with ``g`` the N(0, sd) density.
 
 The FFT kernels convolve circularly with the wavelet *centred at index 0*
 (tap ``m`` stored at ``(m - (L - 1) / 2) mod n_fft``).  The first ``N`` outputs
@@ -62,7 +62,11 @@ def superlet_orders(n_freqs: int, orders: tuple[int, int]) -> np.ndarray:
     o1, o2 = float(orders[0]), float(orders[1])
     if n_freqs == 1:  # MATLAB linspace(a, b, 1) returns b
         return np.array([int(o2)], dtype=np.int64)
-    return np.trunc(np.linspace(o1, o2, n_freqs)).astype(np.int64)
+    # MATLAB linspace: d1 + (0:n1) .* (d2 - d1) ./ n1 (multiply first: exact at
+    # the integers), last element exactly d2
+    lin = o1 + np.arange(n_freqs) * (o2 - o1) / (n_freqs - 1)
+    lin[-1] = o2
+    return np.trunc(lin).astype(np.int64)
 
 
 def superlet_cycles(c1: float, order: int, multiplicative: bool = True) -> np.ndarray:

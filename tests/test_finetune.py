@@ -39,7 +39,7 @@ def folder(tmp_path_factory) -> Path:
 def trained(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "w.safetensors"
     lines: list[str] = []
-    res = finetune(folder, out, epochs=3, batch=4, lr=1e-3, seed=1, image_size=SIZE,
+    res = finetune(folder, out, epochs=3, batch=4, lr=3e-4, seed=1, image_size=SIZE,
                    patience=3, command="python -m engine.finetune (test)", log=lines.append)
     return res, out, lines
 
@@ -126,11 +126,13 @@ def test_training_smoke(trained, folder):
     assert meta["classes"] == ["LP", "VT"] and meta["input_size"] == [SIZE, SIZE, 3]
     t = meta["training"]
     assert t["init"] == "scratch" and t["seed"] == 1 and t["epochs_run"] == 3
+    assert meta["head_relu"] is False and len(meta["std"]) == 3
     assert t["command"] == "python -m engine.finetune (test)"
     assert t["val_accuracy"] == pytest.approx(res.val_accuracy)
     assert t["counts"] == {"LP": 8, "VT": 8}
     # the weights work in the extractor, at the training image size
     ext = SqueezeNetExtractor.load(out)
+    assert ext.model_.head_relu is False
     X, y, classes, _ = load_image_folder(folder, image_size=SIZE)
     assert ext.transform(X).shape == (16, 2 * 2 * 2)  # conv10 of a 48 px image: 2 x 2
     assert np.mean(ext.predict(X) == np.asarray(classes)[y]) > 0.5

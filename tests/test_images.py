@@ -158,6 +158,27 @@ def test_event_images_batches_equal_single_calls():
         assert diff.max() <= 3 and diff.mean() < 0.05  # float32 rounding at ceil steps
 
 
+def test_event_images_on_cuda_match_cpu_or_say_what_to_install():
+    tr = [synth("LP", 7, 1200), synth("VT", 8, 1000)]
+    try:
+        import cupy as cp
+    except ImportError:  # this machine: a clear message naming the extra
+        with pytest.raises(ImportError, match=r"microquake-engine\[gpu\]"):
+            im.event_images(tr, device="cuda", show_progress=False)
+        return
+    try:
+        n_dev = cp.cuda.runtime.getDeviceCount()
+    except Exception:  # cupy without a driver
+        n_dev = 0
+    if n_dev == 0:
+        pytest.skip("cupy is installed but no CUDA device is usable")
+    gpu = im.event_images(tr, device="cuda", show_progress=False)
+    cpu = im.event_images(tr, show_progress=False)
+    assert isinstance(gpu, cp.ndarray) and gpu.shape == cpu.shape
+    diff = np.abs(cp.asnumpy(gpu).astype(int) - cpu.astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.05
+
+
 def test_event_images_rejects_bad_input():
     with pytest.raises(ValueError, match="trace 1.*non-finite"):
         im.event_images([np.ones(100), np.r_[np.ones(50), np.inf]])

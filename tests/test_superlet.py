@@ -151,6 +151,30 @@ def test_amplitude_scaling_is_exact_and_zero_trace_is_zero():
     assert np.all(z == 0)
 
 
+def test_float32_geomean_exact_at_extreme_powers():
+    from kernels.superlet_cpu import _geomean_rows_f32, _geomean_rows_f64
+
+    rng = np.random.default_rng(7)
+    mag = 10.0 ** rng.uniform(-25, 0, (20, 64))  # powers down to 1e-50
+    mag[::4, ::3] = 1e-44  # float32 subnormal components, powers ~1e-88
+    mag[5, 3] = 0.0
+    y = (mag * np.exp(1j * rng.uniform(0, 6.3, mag.shape))).astype(np.complex64)
+    st, en = np.array([0, 1, 8]), np.array([1, 8, 20])
+    got = np.zeros((3, 64), np.float32)
+    _geomean_rows_f32(y, 64, st, en, 4.0, got)
+    p = 2 * np.abs(y.astype(np.complex128)) ** 2
+    with np.errstate(divide="ignore"):
+        want = np.array([np.exp(np.log(p[a:b]).mean(0)) * 4.0 for a, b in zip(st, en)])
+    assert got[1, 3] == 0.0 and want[1, 3] == 0.0
+    ok = want > np.finfo(np.float32).tiny  # outputs representable as normal float32
+    assert ok.sum() > 100
+    assert np.all(np.abs(got[ok] - want[ok]) <= 1e-5 * want[ok])
+    ok = want > 0
+    got64 = np.zeros((3, 64))
+    _geomean_rows_f64(y.astype(np.complex128), 64, st, en, 4.0, got64)
+    np.testing.assert_allclose(got64[ok], want[ok], rtol=1e-12)
+
+
 # -------------------------------------------------- GPU code path on NumPy
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gpu_code_path_on_numpy_matches_reference(traces, dtype):
@@ -217,6 +241,34 @@ def test_cuda_kernel_under_simulator():
     assert res["kernel"] < 1e-6
     assert res["zero"] == 0.0
     assert res["path"] < 1e-3
+
+
+def _cupy_with_device():
+    try:
+        import cupy
+    except ImportError:
+        return None
+    try:
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # cupy installed, no usable driver/device
+        return None
+
+
+def test_cuda_device_matches_cpu_or_says_what_to_install(traces):
+    cp = _cupy_with_device()
+    if cp is None:  # this machine: the message must name the extra
+        try:
+            import cupy  # noqa: F401
+        except ImportError:
+            with pytest.raises(ImportError, match=r"microquake-engine\[gpu\]"):
+                superlet(traces, FS, FREQS, orders=(1, 5), device="cuda")
+            return
+        pytest.skip("cupy is installed but no CUDA device is usable")
+    for dtype in (np.float32, np.float64):
+        got = superlet(traces, FS, FREQS, orders=(1, 5), device="cuda", dtype=dtype)
+        assert isinstance(got, cp.ndarray) and got.dtype == dtype
+        ref = np.array([ref_superlet(x, FS, FREQS, 3.0, (1, 5)) for x in traces])
+        assert rel_err(cp.asnumpy(got), ref) < TOL[dtype]
 
 
 # ------------------------------------------------------------------ bad input

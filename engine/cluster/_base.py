@@ -62,7 +62,7 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
             If ``X`` is malformed or has the wrong number of features.
         """
         check_is_fitted(self, "labels_")
-        X = check_features(X)
+        X = check_features(X, dtype=None)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} was "
                              f"fitted with {self.n_features_in_}")

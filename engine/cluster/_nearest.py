@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["nearest_center", "nearest_labelled", "subsample_indices", "cluster_means"]
+__all__ = ["nearest_center", "distances_to_assigned", "nearest_labelled", "subsample_indices", "cluster_means"]
 
 
 def nearest_center(X: np.ndarray, centers: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
@@ -30,13 +30,38 @@ def nearest_center(X: np.ndarray, centers: np.ndarray, chunk: int = 65536) -> tu
     dist = np.empty(n, dtype=np.float64)
     for s in range(0, n, chunk):
         xb = np.asarray(X[s:s + chunk], dtype=np.float64)
-        d2 = np.einsum("ij,ij->i", xb, xb)[:, None] - 2.0 * xb @ C.T + c2[None, :]
-        j = np.argmin(d2, axis=1)
+        # |x|^2 is the same for every centre: argmin over |c|^2 - 2 x.c
+        j = np.argmin(c2[None, :] - 2.0 * (xb @ C.T), axis=1)
         labels[s:s + chunk] = j
-        # recompute the chosen distance exactly (the expansion above loses digits)
-        diff = xb - C[j]
-        dist[s:s + chunk] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        dist[s:s + chunk] = _row_norms(xb - C[j])
     return labels, dist
+
+
+def _row_norms(a: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", a, a))
+
+
+def distances_to_assigned(X: np.ndarray, centers: np.ndarray, labels: np.ndarray,
+                          chunk: int = 65536) -> np.ndarray:
+    """Euclidean distance of every row of ``X`` to ``centers[labels]``, in chunks.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+    centers : ndarray, shape (k, d)
+    labels : ndarray of int, shape (n,)
+    chunk : int
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
+    C = np.asarray(centers, dtype=np.float64)
+    out = np.empty(X.shape[0])
+    for s in range(0, X.shape[0], chunk):
+        out[s:s + chunk] = _row_norms(np.asarray(X[s:s + chunk], dtype=np.float64)
+                                      - C[labels[s:s + chunk]])
+    return out
 
 
 def nearest_labelled(X: np.ndarray, ref: np.ndarray, ref_labels: np.ndarray,

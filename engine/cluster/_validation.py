@@ -52,9 +52,12 @@ def check_features(X, *, name: str = "X", dtype=np.float64, min_samples: int = 1
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
+    # cheap test first (NaN/inf propagate through a float64 row sum); exact check on failure
+    row_ok = np.isfinite(arr.sum(axis=1, dtype=np.float64))
+    if not row_ok.all():
+        row_ok = np.isfinite(arr).all(axis=1)
+    if not row_ok.all():
+        bad_rows = np.flatnonzero(~row_ok)
         raise ValueError(
             f"{name} holds NaN or infinite values in {bad_rows.size} of {arr.shape[0]} rows "
             f"(first rows: {bad_rows[:5].tolist()}); drop or impute them before clustering")

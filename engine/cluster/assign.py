@@ -145,7 +145,7 @@ class ClusterModel:
         ValueError
             If ``X`` is malformed or has the wrong number of features.
         """
-        X = check_features(X)
+        X = check_features(X, dtype=None)
         if X.shape[1] != self.centers.shape[1]:
             raise ValueError(f"X has {X.shape[1]} features, the model was built on "
                              f"{self.centers.shape[1]}")

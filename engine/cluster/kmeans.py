@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._util import require
 from ._base import BaseClusterer
-from ._nearest import nearest_center
+from ._nearest import distances_to_assigned, nearest_center
 from ._validation import check_features, check_n_clusters
 
 __all__ = ["KMeans", "resolve_kmeans_backend"]
@@ -189,8 +189,7 @@ class KMeans(BaseClusterer):
             labels, dist = nearest_center(X, self.cluster_centers_)
         else:
             labels = np.asarray(labels, dtype=np.int64)
-            diff = X - self.cluster_centers_[labels]
-            dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            dist = distances_to_assigned(X, self.cluster_centers_, labels)
         self.labels_ = labels
         self.inertia_ = float(np.sum(dist ** 2))
         self.backend_, self.device_ = backend, device
@@ -232,9 +231,10 @@ class KMeans(BaseClusterer):
         train = (np.sort(rng.choice(n, n_train, replace=False)) if n_train < n
                  else slice(None))
         Xt = np.ascontiguousarray(X[train], dtype=np.float32)
+        Xt64 = Xt.astype(np.float64)   # sklearn's float32 distance path upcasts in chunks: slow
         best_obj, best = np.inf, None
         for _ in range(self.n_init):
-            C0, _ = kmeans_plusplus(Xt, self.n_clusters, random_state=rng.randint(2**31 - 1))
+            C0, _ = kmeans_plusplus(Xt64, self.n_clusters, random_state=rng.randint(2**31 - 1))
             km = faiss.Kmeans(d, self.n_clusters, niter=self.max_iter, nredo=1,
                               seed=int(rng.randint(2**31 - 1)), verbose=False,
                               gpu=(device == "cuda"), max_points_per_centroid=n_train,

@@ -499,7 +499,10 @@ def _model_from_state(state: dict[str, torch.Tensor], meta: dict, n_classes: int
     if n_classes is not None and n_classes != len(classes):
         raise ValueError(f"n_classes={n_classes} but the weights {source} have "
                          f"{len(classes)} classes {classes}")
-    model = SqueezeNet(len(classes), pool_padding=meta["pool_padding"], mean=state["mean"])
+    state = dict(state)
+    state.setdefault("std", torch.ones(3, 1, 1))  # files written before the std buffer
+    model = SqueezeNet(len(classes), pool_padding=meta["pool_padding"], mean=state["mean"],
+                       std=state["std"], head_relu=bool(meta.get("head_relu", True)))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -327,6 +327,7 @@ def _convert(path: Path, variable: str, layers: list) -> MatlabNetwork:
     else:
         raise ValueError(f"{path}: input layer {inputs[0][0]!r} uses normalisation {kind!r}; "
                          "only 'zerocenter' and 'none' are supported")
+    state["std"] = torch.ones(3, 1, 1)
     state["mean"] = torch.from_numpy(
         mean.reshape(3, 1, 1).copy() if mean.ndim == 1 else mean.transpose(2, 0, 1).copy())
     if outputs:

@@ -38,7 +38,8 @@ MATLAB_POOL_PADDING: dict[str, tuple[int, int, int, int]] = {
 #: in network order. ``data`` is the mean-subtracted input, ``fireN`` the
 #: concatenated expand outputs (after their ReLUs), ``conv10`` the final 1x1 conv
 #: before its ReLU, ``pool10`` the global average of ``relu_conv10`` (the class
-#: scores) and ``prob`` their softmax.
+#: scores; ``relu_conv10`` is ``conv10`` itself when ``head_relu=False``) and
+#: ``prob`` their softmax.
 LAYER_NAMES: tuple[str, ...] = (
     "data", "conv1", "relu_conv1", "pool1", "fire2", "fire3", "pool3", "fire4",
     "fire5", "pool5", "fire6", "fire7", "fire8", "fire9", "drop9", "conv10",
@@ -115,7 +116,8 @@ class SqueezeNet(nn.Module):
     """SqueezeNet v1.1 with a configurable head and MATLAB-compatible pooling.
 
     Input: float tensor (n, 3, H, W) with values in 0..255 (RGB). The network
-    first subtracts its ``mean`` buffer ("zero-centre" normalisation).
+    first subtracts its ``mean`` buffer ("zero-centre" normalisation) and
+    divides by its ``std`` buffer (ones unless trained so).
 
     Parameters
     ----------
@@ -129,6 +131,15 @@ class SqueezeNet(nn.Module):
     mean : sequence of 3 float or tensor (3, H, W), optional
         Per-channel mean (R, G, B) or mean image subtracted from the input;
         zeros by default.
+    std : sequence of 3 float, optional
+        Per-channel divisor applied after the mean (ones by default, as in the
+        MATLAB network; training from scratch uses the training images' spread
+        so that the first layers see unit-scale inputs).
+    head_relu : bool
+        Apply the ReLU after ``conv10`` before the global average (SqueezeNet and
+        the MATLAB network: True). The engine's own weights are trained with
+        False (the class scores are the plain average of ``conv10``), which
+        keeps a freshly initialised head from dying (all scores clipped to 0).
 
     Raises
     ------
@@ -139,7 +150,9 @@ class SqueezeNet(nn.Module):
     def __init__(self, n_classes: int = 2,
                  pool_padding: Mapping[str, Sequence[int]] | None = None,
                  dropout: float = 0.5,
-                 mean: Sequence[float] | torch.Tensor | None = None) -> None:
+                 mean: Sequence[float] | torch.Tensor | None = None,
+                 std: Sequence[float] | torch.Tensor | None = None,
+                 head_relu: bool = True) -> None:
         super().__init__()
         if int(n_classes) < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes!r}")
@@ -151,6 +164,7 @@ class SqueezeNet(nn.Module):
             pads[key] = _check_padding(key, value)
         self.n_classes = int(n_classes)
         self.pool_padding = pads
+        self.head_relu = bool(head_relu)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=2)
         self.pool1 = PaddedMaxPool2d(pads["pool1"])
         self.pool3 = PaddedMaxPool2d(pads["pool3"])
@@ -164,6 +178,7 @@ class SqueezeNet(nn.Module):
         self.drop9 = nn.Dropout(p=dropout)
         self.conv10 = nn.Conv2d(channels, self.n_classes, kernel_size=1)
         self.register_buffer("mean", _mean_tensor(mean))
+        self.register_buffer("std", _std_tensor(std))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -189,7 +204,7 @@ class SqueezeNet(nn.Module):
         self.n_classes = int(n_classes)
 
     def _stages(self):
-        yield "data", lambda x: x - self.mean
+        yield "data", lambda x: (x - self.mean) / self.std
         yield "conv1", self.conv1
         yield "relu_conv1", F.relu
         yield "pool1", self.pool1
@@ -203,7 +218,7 @@ class SqueezeNet(nn.Module):
             yield f"fire{i}", self.fires[f"fire{i}"]
         yield "drop9", self.drop9
         yield "conv10", self.conv10
-        yield "relu_conv10", F.relu
+        yield "relu_conv10", F.relu if self.head_relu else (lambda x: x)
         yield "pool10", lambda x: x.mean(dim=(2, 3))
         yield "prob", lambda x: torch.softmax(x, dim=1)
 
@@ -261,3 +276,12 @@ def _mean_tensor(mean: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
         return t.clone()
     raise ValueError(f"mean must be 3 per-channel values or a (3, H, W) image, "
                      f"got shape {tuple(t.shape)}")
+
+
+def _std_tensor(std: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
+    if std is None:
+        return torch.ones(3, 1, 1)
+    t = torch.as_tensor(std, dtype=torch.float32)
+    if t.numel() != 3 or not bool((t > 0).all()):
+        raise ValueError(f"std must be 3 positive per-channel values, got {std!r}")
+    return t.reshape(3, 1, 1).clone()

@@ -48,12 +48,24 @@ def _fmt(v: Any) -> str:
     return esc(v)
 
 
+def _is_text(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        float(v.rstrip("%"))
+        return False
+    except ValueError:
+        return True
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
-    """A small HTML table; the first ``left`` columns are left-aligned."""
-    th = "".join(f'<th class="{"l" if i < left else ""}">{esc(h)}</th>'
+    """A small HTML table; the first ``left`` columns and text columns are left-aligned."""
+    text_cols = {i for r in rows for i, c in enumerate(r) if _is_text(c)}
+    lcols = set(range(left)) | text_cols
+    th = "".join(f'<th class="{"l" if i in lcols else ""}">{esc(h)}</th>'
                  for i, h in enumerate(header))
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(c)}</td>'
+        "<tr>" + "".join(f'<td class="{"l" if i in lcols else ""}">{_fmt(c)}</td>'
                          for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 

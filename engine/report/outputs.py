@@ -327,7 +327,13 @@ def _report_html(n, lab, clusters, sizes, y, method, scan_d, indices, ls, config
                     + ([dom] if y is not None else []))
     size_tab = table(["cluster", "events", "share"] + (["dominant label"] if y is not None else []),
                      rows)
-    sections = [("Summary", card_html + "<h3>Clusters</h3>" + size_tab)]
+    guide = ('<p class="note">Each event (one trace, its scalogram image and its CNN features) '
+             "was put into one cluster. Below: how the number of clusters was chosen, example "
+             "events of every cluster (closest to the cluster centre first), maps of the feature "
+             "space, the cluster indices of the paper and, where events carry known labels, how "
+             "well clusters match them. Per-event results are in assignments.csv, numbers in "
+             "metrics.json.</p>")
+    sections = [("Summary", card_html + guide + "<h3>Clusters</h3>" + size_tab)]
 
     if scan_d:
         srows = [[kk, s, i, w] for kk, s, i, w in zip(scan_d["ks"], scan_d["silhouette"],
