@@ -130,7 +130,8 @@ class RunConfig:
                          "(LocalCUDACluster when --device cuda)", "execution", "N")
     fresh: bool = _f(False, "discard an existing feature store in OUT instead of "
                      "resuming", "execution")
-    synthetic_days: int = _f(1, "days of the embedded synthetic archive", "synthetic", "N")
+    synthetic_days: float = _f(1.0, "days of the embedded synthetic archive (fractions "
+                               "allowed)", "synthetic", "D")
     synthetic_stations: int = _f(2, "stations of the embedded synthetic archive",
                                  "synthetic", "N")
     synthetic_rate: float = _f(6.0, "planted events per hour of the embedded synthetic "

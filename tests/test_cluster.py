@@ -192,3 +192,39 @@ def test_bad_inputs_and_params():
     km = KMeans(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="X has 4 features"):
         km.predict(np.zeros((2, 4)))
+
+
+def test_cuml_path_with_stand_in_module(blobs, monkeypatch):
+    """The cuML plumbing (backend choice, arguments, output conversion) with a CPU stand-in."""
+    import importlib.machinery
+    import sys
+    import types
+
+    from sklearn.cluster import KMeans as SkKMeans
+
+    seen = {}
+
+    class FakeCumlKMeans:
+        def __init__(self, *, n_clusters, init, n_init, max_iter, tol, random_state,
+                     output_type):
+            seen.update(init=init, output_type=output_type, random_state=random_state)
+            self._est = SkKMeans(n_clusters, n_init=n_init, max_iter=max_iter, tol=tol,
+                                 random_state=random_state)
+
+        def fit(self, X):
+            assert X.dtype == np.float32          # cuML is fed float32
+            self._est.fit(X)
+            self.cluster_centers_ = self._est.cluster_centers_
+            self.labels_ = self._est.labels_.astype(np.int32)
+            return self
+
+    cuml = types.ModuleType("cuml")
+    cuml.__spec__ = importlib.machinery.ModuleSpec("cuml", None)
+    cuml.cluster = types.SimpleNamespace(KMeans=FakeCumlKMeans)
+    monkeypatch.setitem(sys.modules, "cuml", cuml)
+    X, y = blobs
+    km = KMeans(4, device="cuda", random_state=3).fit(X)
+    assert (km.backend_, km.device_) == ("cuml", "cuda")
+    assert seen == {"init": "k-means++", "output_type": "numpy", "random_state": 3}
+    assert km.labels_.dtype == np.int64 and adjusted_rand_score(y, km.labels_) == 1.0
+    assert KMeans(4, device="auto", random_state=3).fit(X).backend_ == "cuml"

@@ -40,3 +40,17 @@ def test_point_on_a_centre_gets_full_membership():
     # m = 2: u_1j = 1/sum_l (d_j/d_l)^2 with d = (1, sqrt(41))
     d = np.array([1.0, np.sqrt(41.0)])
     np.testing.assert_allclose(U[1], 1.0 / ((d[:, None] / d[None, :]) ** 2).sum(1))
+
+
+def test_parallel_and_serial_kernels_agree(monkeypatch):
+    import engine.cluster.fuzzy_kernel as fk
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 4))
+    C0 = X[:5].copy() + 0.01
+    monkeypatch.setattr(fk, "PARALLEL_MIN_WORK", 1)
+    Cp, Up, _ = fk.fcm_kernel(X, C0, 2.0, max_iter=20, tol=0.0)
+    monkeypatch.setattr(fk, "PARALLEL_MIN_WORK", 10**12)
+    Cs, Us, _ = fk.fcm_kernel(X, C0, 2.0, max_iter=20, tol=0.0)
+    np.testing.assert_allclose(Cp, Cs, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Up, Us, rtol=1e-12, atol=1e-14)

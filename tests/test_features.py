@@ -264,3 +264,24 @@ def test_gpu_matches_cpu(random_ext, precision, tol):
     gpu = clone(random_ext).set_params(device="cuda", precision=precision)
     got = gpu.transform(torch.from_numpy(x).cuda())
     assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
+
+
+class _DLPackOnly:
+    """Stands in for a CuPy array: only the DLPack protocol (no numpy/torch type)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    def __dlpack__(self, **kwargs):
+        return self._a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+def test_dlpack_input_is_read_without_copy(random_ext):
+    x = _images(2, seed=9)
+    got = random_ext.transform(_DLPackOnly(x))
+    np.testing.assert_array_equal(got, random_ext.transform(x))
+    t = torch.from_dlpack(_DLPackOnly(x))
+    assert t.data_ptr() == x.ctypes.data  # the protocol shares memory

@@ -178,3 +178,16 @@ def test_cli(folder, tmp_path, capsys):
     rc = main(["--images", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.pt")])
     assert rc == 2 and "image folder not found" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_from_matlab_network(shared_data, folder, tmp_path):
+    mat = shared_data / "cotopaxi_squeezenet.mat"
+    res = finetune(folder, tmp_path / "m.safetensors", init=mat, epochs=1, batch=8,
+                   image_size=SIZE, log=lambda s: None)
+    state, meta = load_weights(res.weights)
+    assert meta["training"]["init"] == "fine-tune"
+    assert meta["training"]["from"]["file"] == "cotopaxi_squeezenet.mat"
+    assert len(meta["training"]["from"]["sha256"]) == 64
+    assert meta["head_relu"] is True and meta["classes"] == ["LP", "VT"]
+    np.testing.assert_allclose(meta["mean"], [89.8579, 154.10643, 157.51947], rtol=1e-6)
+    assert state["conv10.weight"].shape == (2, 512, 1, 1)

@@ -16,54 +16,77 @@ import numpy as np
 __all__ = ["fcm_kernel", "fcm_reference", "fcm_memberships"]
 
 
-@numba.njit(parallel=True, cache=True)
-def _memberships(X, C, m, U):
-    n, k = U.shape
-    x2 = np.empty(n)
-    for i in numba.prange(n):
-        s = 0.0
-        for t in range(X.shape[1]):
-            s += X[i, t] * X[i, t]
-        x2[i] = s
-    c2 = np.empty(k)
+@numba.njit(cache=True)
+def _row_memberships(i, x2i, XC, c2, expo, U):
+    """Memberships of event ``i`` from its squared distances to the centres."""
+    k = U.shape[1]
+    d2 = np.empty(k)
+    zero = -1
+    for j in range(k):
+        v = x2i - 2.0 * XC[i, j] + c2[j]
+        if v <= 1e-12 * (x2i + c2[j]) or v <= 0.0:
+            v = 0.0
+            if zero < 0:
+                zero = j
+        d2[j] = v
+    if zero >= 0:
+        for j in range(k):
+            U[i, j] = 0.0
+        U[i, zero] = 1.0
+        return
     for j in range(k):
         s = 0.0
-        for t in range(C.shape[1]):
-            s += C[j, t] * C[j, t]
-        c2[j] = s
-    XC = np.dot(X, C.T)
-    expo = 1.0 / (m - 1.0)          # on squared distances: (d2_ij/d2_il)^(1/(m-1))
-    for i in numba.prange(n):
-        d2 = np.empty(k)
-        zero = -1
-        for j in range(k):
-            v = x2[i] - 2.0 * XC[i, j] + c2[j]
-            if v <= 1e-12 * (x2[i] + c2[j]) or v <= 0.0:
-                v = 0.0
-                if zero < 0:
-                    zero = j
-            d2[j] = v
-        if zero >= 0:
-            for j in range(k):
-                U[i, j] = 0.0
-            U[i, zero] = 1.0
-            continue
-        for j in range(k):
-            s = 0.0
-            for l in range(k):
-                s += (d2[j] / d2[l]) ** expo
-            U[i, j] = 1.0 / s
+        for l in range(k):
+            s += (d2[j] / d2[l]) ** expo      # (d_ij / d_il)^(2/(m-1)) on squared distances
+        U[i, j] = 1.0 / s
+
+
+@numba.njit(parallel=True, cache=True)
+def _memberships_par(X, C, m, U):
+    x2 = (X * X).sum(axis=1)
+    c2 = (C * C).sum(axis=1)
+    XC = np.dot(X, np.ascontiguousarray(C.T))
+    expo = 1.0 / (m - 1.0)
+    for i in numba.prange(X.shape[0]):
+        _row_memberships(i, x2[i], XC, c2, expo, U)
 
 
 @numba.njit(cache=True)
-def _iterate(X, C0, m, max_iter, tol):
+def _memberships_ser(X, C, m, U):
+    x2 = (X * X).sum(axis=1)
+    c2 = (C * C).sum(axis=1)
+    XC = np.dot(X, np.ascontiguousarray(C.T))
+    expo = 1.0 / (m - 1.0)
+    for i in range(X.shape[0]):
+        _row_memberships(i, x2[i], XC, c2, expo, U)
+
+
+# threads pay off only on large inputs (each parallel region costs a barrier,
+# milliseconds on a busy machine)
+PARALLEL_MIN_WORK = 1_000_000   # n * k * k above which the parallel kernel is used
+
+
+def _use_parallel(n: int, k: int) -> bool:
+    return n * k * k >= PARALLEL_MIN_WORK
+
+
+@numba.njit(cache=True)
+def _memberships(X, C, m, U, parallel):
+    if parallel:
+        _memberships_par(X, C, m, U)
+    else:
+        _memberships_ser(X, C, m, U)
+
+
+@numba.njit(cache=True)
+def _iterate(X, C0, m, max_iter, tol, parallel):
     n = X.shape[0]
     k = C0.shape[0]
     C = C0.copy()
     U = np.empty((n, k))
     n_iter = 0
     for it in range(max_iter):
-        _memberships(X, C, m, U)
+        _memberships(X, C, m, U, parallel)
         W = U ** m
         num = np.dot(np.ascontiguousarray(W.T), X)
         den = W.sum(axis=0)
@@ -80,7 +103,7 @@ def _iterate(X, C0, m, max_iter, tol):
         n_iter = it + 1
         if shift < tol:
             break
-    _memberships(X, C, m, U)
+    _memberships(X, C, m, U, parallel)
     return C, U, n_iter
 
 
@@ -102,7 +125,7 @@ def fcm_memberships(X: np.ndarray, centers: np.ndarray, m: float = 2.0) -> np.nd
     X = np.ascontiguousarray(X, dtype=np.float64)
     C = np.ascontiguousarray(centers, dtype=np.float64)
     U = np.empty((X.shape[0], C.shape[0]))
-    _memberships(X, C, float(m), U)
+    _memberships(X, C, float(m), U, _use_parallel(X.shape[0], C.shape[0]))
     return U
 
 
@@ -129,7 +152,8 @@ def fcm_kernel(X: np.ndarray, centers0: np.ndarray, m: float = 2.0, max_iter: in
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     C0 = np.ascontiguousarray(centers0, dtype=np.float64)
-    return _iterate(X, C0, float(m), int(max_iter), float(tol))
+    return _iterate(X, C0, float(m), int(max_iter), float(tol),
+                    _use_parallel(X.shape[0], C0.shape[0]))
 
 
 def fcm_reference(X: np.ndarray, centers0: np.ndarray, m: float = 2.0, max_iter: int = 300,

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseClusterer
-from ._nearest import cluster_means, nearest_center, nearest_labelled
+from ._nearest import cluster_means
 from ._validation import check_device, check_features, check_n_clusters
 
 __all__ = ["Hierarchical"]

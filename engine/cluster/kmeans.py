@@ -224,7 +224,10 @@ class KMeans(BaseClusterer):
         """
         from sklearn.cluster import kmeans_plusplus
 
-        faiss = require("faiss", "gpu" if device == "cuda" else "dev", "KMeans(backend='faiss')")
+        if device == "cuda":
+            faiss = require("faiss", "gpu", "KMeans(backend='faiss', device='cuda')")
+        else:
+            import faiss  # faiss-cpu is a core dependency
         rng = check_random_state(self._seed())
         n, d = X.shape
         n_train = min(n, self.n_clusters * self.max_points_per_centroid)
@@ -242,11 +245,8 @@ class KMeans(BaseClusterer):
             obj = km.train(Xt, init_centroids=np.ascontiguousarray(C0, dtype=np.float32))
             if obj < best_obj:
                 best_obj, best = obj, km
-        X32 = X if X.dtype == np.float32 else None
-        if X32 is None:
-            labels = None          # assign in float64 by the caller
-        else:
-            labels = best.index.search(X32, 1)[1][:, 0]
+        # float32 input: labels from the index; float64: assigned in float64 by fit()
+        labels = best.index.search(X, 1)[1][:, 0] if X.dtype == np.float32 else None
         return best.centroids.astype(np.float64), labels
 
     def _fit_cuml(self, X: np.ndarray, device: str):  # pragma: no cover - needs a GPU

@@ -14,12 +14,15 @@ Feature layouts (``feature_layer``):
   alias stored with the weights, e.g. ``"NuevaConv10"``): 4-D activations are
   flattened as above, 2-D ones (``pool10``, ``prob``) are returned as they are.
 
-Numerical agreement between paths (same weights, same images). CPU fp32 is the
-reference. GPU fp32 (cuDNN) is expected within 1e-4 relative (max abs
-difference / max abs feature); fp16 and bf16 autocast within 1e-2 and 3e-2
-relative, with the same argmax class for at least 99 % of images; TensorRT
-within the tolerance of its precision. These GPU figures are the targets the
-GPU checks assert; the CPU paths are tested on every run.
+Numerical agreement between paths (same weights, same images), as max
+absolute difference divided by the max absolute feature. CPU fp32 is the
+reference; on the CPU a different batch size changes features by < 1e-5
+(other conv kernels, other summation order), save/load and the numpy / torch
+inputs give identical features at the same batch size. GPU targets: fp32
+(cuDNN) <= 1e-4, fp16 autocast <= 1e-2, bf16 autocast <= 3e-2, TensorRT the
+tolerance of its precision; ``tests/test_features.py::test_gpu_matches_cpu``
+asserts the autocast ones when a CUDA GPU is present (not yet measured: the
+development machine had none).
 """
 from __future__ import annotations
 

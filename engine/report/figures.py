@@ -6,7 +6,7 @@ figure; writing files and embedding them is left to the caller.
 from __future__ import annotations
 
 import io
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -36,8 +36,18 @@ def _png(fig) -> bytes:
 def cluster_colours(n: int, palette: str = "clusters") -> np.ndarray:
     """``n`` distinct RGBA colours.
 
-    ``palette="clusters"``: tab10, then tab20, then a hue wheel;
-    ``palette="labels"``: Dark2 (so that labels and clusters do not look alike).
+    Parameters
+    ----------
+    n : int
+        Number of colours.
+    palette : {"clusters", "labels"}
+        ``"clusters"``: tab10, then tab20, then a hue wheel; ``"labels"``: Dark2
+        (so that known labels and clusters do not look alike).
+
+    Returns
+    -------
+    ndarray, shape (n, 4)
+        RGBA colours.
     """
     plt = _plt()
     if palette == "labels" and n <= 8:

@@ -35,7 +35,19 @@ def esc(x: Any) -> str:
 
 
 def img_tag(png: bytes, alt: str) -> str:
-    """``<img>`` with the PNG embedded as a data URI."""
+    """``<img>`` with the PNG embedded as a data URI.
+
+    Parameters
+    ----------
+    png : bytes
+        PNG file contents.
+    alt : str
+        Alternative text.
+
+    Returns
+    -------
+    str
+    """
     b64 = base64.b64encode(png).decode("ascii")
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{b64}">'
 
