@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from contextlib import contextmanager
 from importlib import import_module
 from types import ModuleType
 from typing import Iterable, Iterator, TypeVar
@@ -42,11 +44,24 @@ def require(module: str, extra: str = "gpu", feature: str | None = None) -> Modu
         ) from exc
 
 
+_QUIET = threading.local()
+
+
 def progress_enabled() -> bool:
-    """Whether progress bars are shown (off when MQE_NO_PROGRESS=1 or not a TTY)."""
+    """Whether progress bars are shown (off with MQE_NO_PROGRESS=1 or inside quiet())."""
     if os.environ.get("MQE_NO_PROGRESS", "") not in ("", "0"):
         return False
-    return True
+    return not getattr(_QUIET, "depth", 0)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the progress bars of inner stages (the caller shows one bar)."""
+    _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.depth -= 1
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None,

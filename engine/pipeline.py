@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from engine._util import quiet
 from engine.events import Event
 from engine.sources.base import ChunkResult, EventSource
 from engine.store import META_COLUMNS, write_part
@@ -108,20 +109,13 @@ def compute_chunk(res: ChunkResult, spec: FeatureSpec, parts_dir: str | Path,
         if cat is None:
             cat = _CATALOGS[spec.label_catalog] = LabelCatalog.read(spec.label_catalog)
         attach_labels(events, cat)
-    feats = []
-    t_img = t_cnn = 0.0
+    feats: list[np.ndarray] = []
+    times = [0.0, 0.0]
     if events:
         ext = load_extractor(spec)
-        for i in range(0, len(events), spec.batch):
-            batch = events[i:i + spec.batch]
-            ta = time.perf_counter()
-            images = events_to_images(batch, spec)
-            tb = time.perf_counter()
-            feats.append(np.asarray(ext.transform(images), dtype=np.float32))
-            t_img += tb - ta
-            t_cnn += time.perf_counter() - tb
-            if spec.images_dir:
-                _save_images(images, batch, spec.images_dir)
+        with quiet():
+            _batches(events, spec, ext, feats, times)
+    t_img, t_cnn = times
     F = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
     meta = {c: [] for c in META_COLUMNS}
     for e in events:
@@ -138,6 +132,19 @@ def compute_chunk(res: ChunkResult, spec: FeatureSpec, parts_dir: str | Path,
              "t_read": t_read, "t_total": time.perf_counter() - t0 + t_read}
     write_part(parts_dir, res.key, F, meta, stats)
     return stats
+
+
+def _batches(events: list[Event], spec: FeatureSpec, ext, feats: list, times: list) -> None:
+    for i in range(0, len(events), spec.batch):
+        batch = events[i:i + spec.batch]
+        ta = time.perf_counter()
+        images = events_to_images(batch, spec)
+        tb = time.perf_counter()
+        feats.append(np.asarray(ext.transform(images), dtype=np.float32))
+        times[0] += tb - ta
+        times[1] += time.perf_counter() - tb
+        if spec.images_dir:
+            _save_images(images, batch, spec.images_dir)
 
 
 def process_chunk(source: EventSource, key: str, spec: FeatureSpec,

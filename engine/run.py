@@ -37,6 +37,7 @@ class RunSummary:
     files_read: int = 0
     samples: int = 0
     events: int = 0
+    events_computed: int = 0
     skipped: list = field(default_factory=list)
     clusters: int = 0
     k_chosen: Optional[int] = None
@@ -62,10 +63,14 @@ class RunSummary:
         lines.append(f"  clusters         {self.clusters}"
                      + (f" (k chosen by silhouette: {self.k_chosen})" if self.k_chosen else ""))
         lines.append("  time per stage   " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()))
-        if self.events:
-            lines.append(f"  throughput       {self.events / total:.1f} events/s overall"
-                         + (f", {self.samples / max(t.get('features', 0), 1e-9):.3g} "
-                            "samples/s through features" if self.samples else ""))
+        done = self.chunks - self.chunks_resumed
+        if self.events and done:
+            lines.append(f"  throughput       {self.events_computed / max(t.get('features', 0), 1e-9):.2f}"
+                         f" events/s through read+images+features ({self.events_computed} "
+                         f"events in {done} chunks this run); {self.events / total:.2f} "
+                         "events/s overall")
+        elif self.events:
+            lines.append("  throughput       (every chunk resumed from the store)")
         lines.append(f"  outputs          {self.out}")
         return "\n".join(lines)
 
@@ -247,8 +252,11 @@ def run(cfg: RunConfig) -> RunSummary:
     times["features"] = time.perf_counter() - t0
 
     X, meta, stats = store.gather(keys)
+    todo_set = set(todo)
     store.consolidate(X, meta)
-    for st in stats:
+    for key, st in zip(keys, stats):
+        if key in todo_set:
+            summary.events_computed += st.get("events", 0)
         summary.files_read += st.get("files_read", 0)
         summary.samples += st.get("samples", 0)
         summary.skipped.extend(tuple(s) for s in st.get("skipped", []))

@@ -1,0 +1,139 @@
+"""Clustering stage of the main job: stored features -> clusters -> outputs.
+
+Runs on the features gathered from the store, scans k when a range is given
+(silhouette picks k unless it is fixed), saves the clustering as a
+:class:`engine.cluster.ClusterModel` (``OUT/model.npz/.json``) so new events can
+be assigned later, and writes the assignments, metrics, figures and report.
+Gallery images and waveforms are fetched again from the source for the few
+events shown, so the store never has to hold images.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from engine._util import quiet
+from engine.config import RunConfig
+from engine.pipeline import FeatureSpec, events_to_images
+
+
+class EventFetcher:
+    """Fetch single events again from their source chunk (small LRU of chunks).
+
+    Parameters
+    ----------
+    source : EventSource
+        The run's source.
+    meta : dict
+        Store metadata (``event_id`` and ``chunk`` columns).
+    spec : FeatureSpec
+        For the sampling rate of the images.
+    max_chunks : int
+        Chunks kept in memory.
+    """
+
+    def __init__(self, source, meta: dict[str, list[str]], spec: FeatureSpec,
+                 max_chunks: int = 4) -> None:
+        self.source = source
+        self.meta = meta
+        self.spec = FeatureSpec(fs=spec.fs, device="cpu")
+        self.max_chunks = max_chunks
+        self._chunks: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def event(self, i: int):
+        """The event of row ``i`` of the store."""
+        key, eid = self.meta["chunk"][i], self.meta["event_id"][i]
+        events = self._chunks.get(key)
+        if events is None:
+            events = {e.id: e for e in self.source.read_chunk(key).events}
+            self._chunks[key] = events
+            while len(self._chunks) > self.max_chunks:
+                self._chunks.popitem(last=False)
+        else:
+            self._chunks.move_to_end(key)
+        try:
+            return events[eid]
+        except KeyError:
+            raise ValueError(f"event {eid} is no longer in chunk {key} of the source; "
+                             "the data changed since the features were stored") from None
+
+    def image(self, i: int) -> np.ndarray:
+        """uint8 (227, 227, 3) image of row ``i``."""
+        with quiet():
+            return np.asarray(events_to_images([self.event(i)], self.spec)[0])
+
+    def waveform(self, i: int):
+        """(samples, fs) of row ``i``, or None for image-only events."""
+        ev = self.event(i)
+        return None if ev.data is None else (ev.data, ev.fs)
+
+
+def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]], source,
+                       spec: FeatureSpec, out: Path, device: str
+                       ) -> tuple[Optional[int], int]:
+    """Cluster the stored features and write every output of the run.
+
+    Returns
+    -------
+    k_chosen : int or None
+        k picked by silhouette (None when k was fixed or the method needs none).
+    n_clusters : int
+        Number of clusters found (noise label -1 excluded).
+    """
+    from engine.cluster import (ClusterModel, cluster_indices, label_scores, make_clusterer,
+                                scan_k)
+    from engine.report import write_outputs
+
+    n = X.shape[0]
+    seed = cfg.seed
+    scan = None
+    k_chosen = None
+    if cfg.method == "hdbscan":
+        est = make_clusterer("hdbscan", random_state=seed, device=device).fit(X)
+        labels = np.asarray(est.labels_)
+    else:
+        ks = [k for k in cfg.k_values() if k < n]
+        if not ks:
+            raise ValueError(f"only {n} event(s) were found: too few for --k {cfg.k}")
+        if len(ks) > 1:
+            scan = scan_k(X, cfg.method, ks, random_state=seed, device=device)
+            k = scan.chosen_k
+            k_chosen = k
+            est = scan.estimators[k]
+            labels = np.asarray(scan.labels[k])
+        else:
+            est = make_clusterer(cfg.method, ks[0], random_state=seed, device=device).fit(X)
+            labels = np.asarray(est.labels_)
+    labels = labels.astype(np.int64)
+    found = sorted(set(labels.tolist()) - {-1})
+
+    indices = cluster_indices(X, labels, random_state=seed) if len(found) > 1 else None
+    known = [lab for lab in meta["label"] if lab]
+    scores = None
+    if known and len(set(known)) >= 1:
+        mask = np.array([bool(lab) for lab in meta["label"]])
+        scores = label_scores(np.asarray(meta["label"], dtype=object)[mask], labels[mask])
+
+    distances = None
+    if found:
+        centers = getattr(est, "cluster_centers_", None)
+        model = ClusterModel.from_labels(
+            X, labels, centers=centers, method=cfg.method,
+            provenance={"weights": cfg.weights or "default",
+                        "feature_layer": cfg.feature_layer, "out": str(out)})
+        model.save(out / "model")
+        _, distances, _ = model.assign(X)
+
+    events_meta = [{"event_id": meta["event_id"][i], "station": meta["station"][i],
+                    "start": meta["start"][i], "label": meta["label"][i] or None}
+                   for i in range(n)]
+    fetch = EventFetcher(source, meta, spec)
+    write_outputs(out, X, labels, events_meta, scan=scan, indices=indices,
+                  label_scores=scores, memberships=getattr(est, "membership_", None),
+                  distances=distances, images=fetch.image, waveforms=fetch.waveform,
+                  config=cfg.to_dict(), method=cfg.method, random_state=seed,
+                  report=cfg.report)
+    return k_chosen, len(found)
