@@ -285,3 +285,20 @@ def test_dlpack_input_is_read_without_copy(random_ext):
     np.testing.assert_array_equal(got, random_ext.transform(x))
     t = torch.from_dlpack(_DLPackOnly(x))
     assert t.data_ptr() == x.ctypes.data  # the protocol shares memory
+
+
+def test_shipped_default_weights():
+    """The engine's own weights: small, trained from scratch, usable at 227 x 227."""
+    path = W.default_weights_path()
+    assert path.stat().st_size < 6 * 2**20
+    ext = W.load_default(batch_size=4)
+    meta = ext.metadata_
+    assert meta["training"]["init"] == "scratch"  # never the MATLAB network
+    assert "from" not in meta["training"]
+    assert meta["input_size"] == [227, 227, 3]
+    assert meta["training"]["command"].startswith("python -m engine.finetune ")
+    k = len(ext.classes_)
+    assert k >= 4 and {"LP", "VT", "TR", "TC"} <= set(ext.classes_)
+    f = ext.transform(_images(2, seed=10))
+    assert f.shape == (2, 14 * 14 * k) and np.isfinite(f).all()
+    assert W.default_weights_id().startswith(f"default:{path.name}:")
