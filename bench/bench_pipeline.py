@@ -22,6 +22,7 @@ import pytest
 
 SMOKE = os.environ.get("MQE_BENCH_SMOKE", "") not in ("", "0")
 DAYS = [0.02] if SMOKE else [1, 7]
+RATE = 40.0 if SMOKE else 6.0  # planted events per hour
 
 _CHILD = r"""
 import json, resource, runpy, sys, time
@@ -56,9 +57,9 @@ def test_pipeline_station_days_per_hour(benchmark, tmp_path_factory, days):
     from engine.synth import write_archive
 
     root = tmp_path_factory.mktemp(f"pipe{days}")
-    archive = write_archive(root / "archive", days=days, stations=1, seed=1)
+    archive = write_archive(root / "archive", days=days, stations=1, seed=1, rate=RATE)
     out = root / "out"
-    args = ["--archive", str(archive), "--out", str(out), "--k", "3", "--no-report",
+    args = ["--archive", str(archive), "--out", str(out), "--k", "2" if SMOKE else "3", "--no-report",
             "--device", "cpu"]
 
     def once():
