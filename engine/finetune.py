@@ -20,6 +20,9 @@ with the edge columns repeated (a horizontal crop-and-pad) and small
 brightness (+-10 of 255) and contrast (x 0.9-1.1) jitter. No vertical flips
 (the vertical axis is frequency) and no horizontal flips (time runs one way).
 
+Optimiser: AdamW (``--lr``, weight decay 1e-4) with a cosine learning-rate
+decay over ``--epochs`` (``--schedule constant`` turns it off).
+
 Deterministic for a seed on the same machine, torch version and thread count.
 """
 from __future__ import annotations
@@ -244,7 +247,8 @@ def _initial_model(init: Optional[str | Path], n_classes: int, mean: np.ndarray,
 def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] = None,
              epochs: int = 10, batch: int = 32, lr: float = 1e-3, val_fraction: float = 0.2,
              seed: int = 0, image_size: int = 227, patience: int = 3, device: str = "cpu",
-             weight_decay: float = 1e-4, command: Optional[str] = None,
+             weight_decay: float = 1e-4, schedule: str = "cosine",
+             command: Optional[str] = None,
              log: Callable[[str], None] = print) -> FinetuneResult:
     """Train a SqueezeNet on ``images/<class>/*`` and write engine weights to ``out``.
 
@@ -275,6 +279,9 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
         Training device.
     weight_decay : float
         AdamW weight decay.
+    schedule : {"cosine", "constant"}
+        Learning rate: cosine decay from ``lr`` to 0 over ``epochs`` (per step),
+        or constant.
     command : str, optional
         Command line recorded in the metadata (the CLI passes its own).
     log : callable
@@ -300,6 +307,8 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
     out = Path(out)
     if out.suffix not in (".safetensors", ".pt"):
         raise ValueError(f"--out {out} must end in .safetensors or .pt")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     if device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
@@ -320,6 +329,9 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
+    steps = epochs * -(-len(Xtr) // batch)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+             if schedule == "cosine" else None)
     best_loss, best_state, best_epoch, bad = np.inf, None, 0, 0
     history = []
     for epoch in range(1, epochs + 1):
@@ -336,6 +348,8 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             total += float(loss.detach()) * len(sel)
             count += len(sel)
         val_loss, pred = _evaluate(model, Xva, yva, batch, dev)
@@ -388,6 +402,7 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
             "n_train": int(len(tr)), "n_val": int(len(va)),
             "epochs": int(epochs), "epochs_run": len(history), "best_epoch": best_epoch,
             "batch": int(batch), "lr": float(lr), "weight_decay": float(weight_decay),
+            "schedule": schedule,
             "val_fraction": float(val_fraction), "seed": int(seed),
             "image_size": int(image_size), "patience": int(patience),
             "device": str(dev), "val_accuracy": val_acc, "per_class_accuracy": per_class,
@@ -421,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
     p.add_argument("--batch", type=int, default=32, help="mini-batch size (default 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                   help="learning-rate schedule over --epochs (default cosine)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of each class for validation (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -439,8 +456,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = "python -m engine.finetune " + shlex.join(argv_list)
     try:
         finetune(args.images, args.out, init=args.init, epochs=args.epochs, batch=args.batch,
-                 lr=args.lr, val_fraction=args.val_fraction, seed=args.seed,
-                 image_size=args.image_size, patience=args.patience, device=args.device,
+                 lr=args.lr, schedule=args.schedule, val_fraction=args.val_fraction,
+                 seed=args.seed, image_size=args.image_size, patience=args.patience, device=args.device,
                  command=command)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
