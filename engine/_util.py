@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from importlib import import_module
 from types import ModuleType
-from typing import Iterable, Iterator, TypeVar
+from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -88,3 +90,61 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None,
         disable = not progress_enabled()
     return iter(tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable,
                      file=sys.stderr, dynamic_ncols=True, leave=False))
+
+
+@contextmanager
+def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    Nothing is left half-written: on any error the temporary file is removed and
+    ``path`` keeps its old content (or stays absent). The file gets mode 0644.
+
+    Parameters
+    ----------
+    path : path
+        The final file; its folder is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: Union[str, os.PathLike],
+                 data: Union[bytes, str, Callable[[BinaryIO], object]],
+                 fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    Parameters
+    ----------
+    path : path
+        The final file.
+    data : bytes, str or callable
+        Bytes, text (UTF-8) or a function that writes to a binary file handle.
+    fsync : bool
+        Flush the data to disk before the rename (for stores that must survive a
+        crash of the machine, not only of the process).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    return Path(path)

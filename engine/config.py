@@ -237,10 +237,9 @@ class RunConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_toml` to ``path`` atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_toml())
-        os.replace(tmp, path)
+        from engine._util import atomic_write
+
+        atomic_write(path, self.to_toml())
 
 
 def _flag(name: str) -> str:

@@ -27,7 +27,6 @@ Zero power
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine._util import progress
+from engine._util import atomic_write, progress
 
 __all__ = [
     "DEFAULT_FREQS",
@@ -101,19 +100,10 @@ DEFAULT_FREQS.flags.writeable = False
 
 # ----------------------------------------------------------------------------- Stage 0
 def _check_trace(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x.get() if hasattr(x, "__cuda_array_interface__") and hasattr(x, "get")
-                   else x)
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
-    finite = np.isfinite(a)
-    if not finite.all():
-        i = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{name} has a non-finite sample (NaN or inf) at index {i}")
-    return a
+    """One trace as a finite, non-empty 1-D NumPy array (the superlet's own check)."""
+    from engine.superlet import _as_1d
+
+    return _as_1d(x, name)
 
 
 def end_of_event(x: np.ndarray) -> int:
@@ -507,14 +497,7 @@ def write_images(images, names: Sequence[Any], labels: Sequence[Any],
     written: list[Path] = []
     for img, (folder, fname) in zip(images, jobs):
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + fname, suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                Image.fromarray(img, mode="RGB").save(fh, format="PNG")
-            os.replace(tmp, folder / fname)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(folder / fname,
+                     lambda fh, img=img: Image.fromarray(img, mode="RGB").save(fh, format="PNG"))
         written.append(folder / fname)
     return written

@@ -12,15 +12,13 @@ import os
 import platform
 import sys
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 
-from engine._util import progress
+from engine._util import atomic_write, progress
 from engine.config import RunConfig, parse_args
 from engine.pipeline import FeatureSpec, compute_chunk, process_chunk
 from engine.store import FeatureStore
@@ -279,12 +277,10 @@ def run(cfg: RunConfig) -> RunSummary:
 
 
 def _finish(summary: RunSummary, out: Path) -> None:
-    tmp = out / "summary.json.tmp"
     d = summary.__dict__.copy()
     d["skipped"] = [list(s) for s in summary.skipped]
     d["python"] = platform.python_version()
-    tmp.write_text(json.dumps(d, indent=1, default=str))
-    os.replace(tmp, out / "summary.json")
+    atomic_write(out / "summary.json", json.dumps(d, indent=1, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from engine._util import atomic_path, atomic_write
+
 #: per-event metadata columns kept beside the features
 META_COLUMNS = ("event_id", "station", "channel", "start", "label", "chunk", "source")
 
@@ -70,14 +72,8 @@ def write_part(parts_dir: str | os.PathLike, key: str, features: np.ndarray,
                              f"values for {n} events")
         arrays["meta_" + col] = np.array([("" if v is None else str(v)) for v in values],
                                          dtype=str)
-    final = parts_dir / part_name(key)
-    tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    return final
+    return atomic_write(parts_dir / part_name(key), lambda fh: np.savez(fh, **arrays),
+                        fsync=True)
 
 
 def read_part(path: str | os.PathLike) -> dict[str, Any]:
@@ -132,12 +128,10 @@ class FeatureStore:
                     "another --out")
         else:
             self.parts_dir.mkdir(parents=True, exist_ok=True)
-            tmp = manifest.with_name("manifest.json.tmp")
-            tmp.write_text(json.dumps({"fingerprint": self.fingerprint}, indent=1))
-            os.replace(tmp, manifest)
+            atomic_write(manifest, json.dumps({"fingerprint": self.fingerprint}, indent=1))
         # stale temporary files of a killed run
-        for p in self.parts_dir.glob("*.tmp"):
-            p.unlink()
+        for p in [*self.parts_dir.glob("*.tmp"), *self.parts_dir.glob(".*.tmp")]:
+            p.unlink(missing_ok=True)
 
     def has(self, key: str) -> bool:
         """Whether chunk ``key`` is already in the store."""
@@ -190,8 +184,7 @@ class FeatureStore:
         import h5py
 
         final = self.out / "features.h5"
-        tmp = final.with_name("features.h5.tmp")
-        with h5py.File(tmp, "w") as h5:
+        with atomic_path(final) as tmp, h5py.File(tmp, "w") as h5:
             n = X.shape[0]
             h5.create_dataset("features", data=X, chunks=(max(1, min(n, 4096)),
                                                           max(1, X.shape[1])) if n else None,
@@ -200,5 +193,4 @@ class FeatureStore:
             for c in META_COLUMNS:
                 h5.create_dataset(c, data=np.array(meta[c], dtype=object), dtype=str_dt)
             h5.attrs["fingerprint"] = json.dumps(self.fingerprint, sort_keys=True)
-        os.replace(tmp, final)
         return final

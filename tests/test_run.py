@@ -12,7 +12,6 @@ import pytest
 from engine import pipeline
 from engine.config import parse_args
 from engine.run import main, run
-from engine.store import part_name
 
 DAYS = "0.04"  # ~58 minutes of a 2-station synthetic archive: a few dozen events
 
@@ -120,7 +119,14 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     assert main(["--archive", str(empty), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "empty" in err
-    assert main(["--device", "cuda", "--out", str(tmp_path / "o2")]) in (0, 1)
+
+
+def test_cuda_without_a_gpu_names_the_extra(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: --device cuda is valid here")
+    assert main(["--device", "cuda", "--out", str(tmp_path / "o")]) == 1
+    assert "microquake-engine[gpu]" in capsys.readouterr().err
 
 
 def test_real_bezymianny_miniseed_end_to_end(shared_data, tmp_path):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from engine._util import atomic_write
 
 from ._nearest import cluster_means, nearest_center
 from ._validation import check_features
@@ -21,20 +21,6 @@ _FORMAT = "microquake-engine/cluster-model/1"
 def _stem(path) -> Path:
     p = Path(path)
     return p.with_suffix("") if p.suffix in (".npz", ".json") else p
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -169,13 +155,13 @@ class ClusterModel:
         """
         stem = _stem(path)
         npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        _atomic_write(npz, lambda fh: np.savez(fh, centers=self.centers,
+        atomic_write(npz, lambda fh: np.savez(fh, centers=self.centers,
                                                thresholds=self.thresholds))
         meta: dict[str, Any] = {"format": _FORMAT, "method": self.method,
                                 "quantile": self.quantile, "n_clusters": self.n_clusters,
                                 "n_features": int(self.centers.shape[1]),
                                 "provenance": self.provenance, "names": self.names}
-        _atomic_write(js, lambda fh: fh.write(json.dumps(meta, indent=2, default=str).encode()))
+        atomic_write(js, lambda fh: fh.write(json.dumps(meta, indent=2, default=str).encode()))
         return npz, js
 
     @classmethod

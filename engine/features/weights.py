@@ -17,12 +17,12 @@ README); :func:`load_default` opens them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
+
+from engine._util import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.features.extractor import SqueezeNetExtractor
@@ -41,19 +41,9 @@ def metadata_path(path: str | Path) -> Path:
 
 
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Call ``write(tmp_path)`` and rename the result over ``path``."""
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def save_weights(path: str | Path, state_dict: Mapping[str, torch.Tensor],

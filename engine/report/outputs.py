@@ -5,14 +5,14 @@ import csv
 import io
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from engine._util import atomic_write
 
 from . import figures as F
 from .html import esc, img_tag, page, pre_json, table
@@ -23,30 +23,8 @@ _PLOT_MAX = 20_000
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
-
-    Parameters
-    ----------
-    path : Path
-    data : bytes
-
-    Returns
-    -------
-    Path
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``data`` to ``path`` atomically (see :func:`engine._util.atomic_write`)."""
+    return atomic_write(path, data)
 
 
 def _clean(obj: Any) -> Any:

@@ -185,7 +185,7 @@ class HDF5EventSource(_BlockSource):
                 skipped.append((str(f), f"not a readable HDF5 file ({exc})"))
                 continue
             if not found:
-                msg = (f"no numeric dataset" + (f" matching {self.datasets!r}" if self.datasets else "")
+                msg = ("no numeric dataset" + (f" matching {self.datasets!r}" if self.datasets else "")
                        + " (expected e.g. /LP with shape N x 6000 x 1)")
                 if root.is_file():
                     raise ValueError(f"{f}: {msg}")
