@@ -43,9 +43,8 @@ def machine_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def table(data: dict[str, Any]) -> str:
-    """Markdown table of the benchmarks of one pytest-benchmark JSON document."""
-    benches = data.get("benchmarks", [])
+def table(benches: list[dict[str, Any]]) -> str:
+    """Markdown table of benchmarks (one column per ``extra_info`` key among them)."""
     extra_keys: list[str] = []
     for b in benches:
         for k in b.get("extra_info", {}):
@@ -55,12 +54,20 @@ def table(data: dict[str, Any]) -> str:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in benches:
         st = b.get("stats", {})
-        cells = [b.get("fullname", b.get("name", "?")).split("::")[-1],
+        cells = [b.get("name", b.get("fullname", "?")).split("::")[-1],
                  _fmt(st.get("mean", float("nan"))), _fmt(st.get("min", float("nan"))),
                  str(st.get("rounds", ""))]
         cells += [_fmt(b.get("extra_info", {}).get(k, "")) for k in extra_keys]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def tables(data: dict[str, Any]) -> str:
+    """One markdown table per benchmark file of a pytest-benchmark JSON document."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for b in data.get("benchmarks", []):
+        groups.setdefault(b.get("fullname", "?").split("::")[0], []).append(b)
+    return "\n\n".join(f"### {name}\n\n{table(benches)}" for name, benches in groups.items())
 
 
 def render(paths: list[Path]) -> str:
@@ -71,7 +78,7 @@ def render(paths: list[Path]) -> str:
             data = json.loads(p.read_text())
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {p} is not a pytest-benchmark JSON file ({exc})")
-        parts += [f"## {p.name}", "", *machine_lines(data), "", table(data), ""]
+        parts += [f"## {p.name}", "", *machine_lines(data), "", tables(data), ""]
     return "\n".join(parts)
 
 

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import platform
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -254,7 +255,8 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
             m = events_meta[i]
             tag = "centre" if j < len(near) else "random"
             lbl = f" {m.get('label')}" if m.get("label") not in (None, "") else ""
-            caps.append(f"{m.get('event_id', i)}{lbl}\n({tag})")
+            eid = textwrap.fill(str(m.get("event_id", i)), 20)
+            caps.append(f"{eid}{lbl}\n({tag})")
         imgs = [_fetch(images, int(i)) for i in pick]
         wavs = [_fetch(waveforms, int(i)) for i in pick] if waveforms is not None else None
         if any(v is not None for v in imgs) or (wavs and any(v is not None for v in wavs)):
