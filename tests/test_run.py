@@ -155,3 +155,28 @@ def test_paper_mode_llaima_images_with_matlab_network(shared_data, tmp_path):
     assert 0.3 <= scores["ari"] <= 0.7
     with __import__("h5py").File(out / "features.h5") as h5:
         assert h5["features"].shape == (400, 392)
+
+
+def test_hdf5_event_sets_in_the_llaima_layout(tmp_path):
+    """--events: one HDF5 file per class, MATLAB shape 1 x 6000 x N (h5py: N x 6000 x 1)."""
+    import h5py
+
+    from engine.synth import synthetic_events
+
+    events = synthetic_events(6, seed=5, kinds=("LP", "VT"))
+    folder = tmp_path / "llaima"
+    folder.mkdir()
+    for kind in ("LP", "VT"):
+        traces = [e.data for e in events if e.label == kind]
+        arr = np.zeros((len(traces), 6000, 1), np.float64)
+        for i, tr in enumerate(traces):  # padded at the end with a constant, as published
+            arr[i, : tr.size, 0] = tr
+            arr[i, tr.size:, 0] = tr[-1]
+        with h5py.File(folder / f"{kind}.h5", "w") as h5:
+            h5.create_dataset(kind, data=arr)
+    out = tmp_path / "out"
+    assert main(["--events", str(folder), "--out", str(out), "--k", "2", "--no-report"]) == 0
+    rows = _assignments(out)
+    assert len(rows) == 12 and {r["label"] for r in rows} == {"LP", "VT"}
+    scores = json.loads((out / "metrics.json").read_text())["label_scores"]
+    assert scores["ari"] > 0.5  # LP and VT images are far apart for any sane features
