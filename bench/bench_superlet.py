@@ -113,3 +113,51 @@ def test_event_images_throughput(benchmark):
     benchmark.extra_info.update({"batch": BATCH, "images_per_s": BATCH / wall,
                                  "mean_length": float(lengths.mean())})
     print(f"\nevent_images: {BATCH / wall:.1f} images/s (mean length {lengths.mean():.0f} samples)")
+
+
+def _cuda_or_skip():
+    import pytest
+
+    try:
+        import cupy
+    except ImportError:
+        pytest.skip("no CuPy: GPU superlet benchmark needs pip install 'microquake-engine[gpu]'")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no device")
+    except Exception as exc:  # CUDA driver errors come in many types
+        pytest.skip(f"no CUDA GPU ({exc})")
+    return cupy
+
+
+def test_superlet_gpu_vs_cpu(benchmark):
+    """GPU kernel (CuPy cuFFT + fused Numba CUDA) vs CPU kernel, same batch, one run."""
+    cp = _cuda_or_skip()
+    n_gpu = 8 if SMOKE else 256
+    x = _events(n_gpu, seed=3)
+    xd = cp.asarray(x)
+
+    def gpu():
+        superlet(xd, FS, FREQS, c1=3, orders=ORDERS, device="cuda")
+        cp.cuda.Device().synchronize()
+
+    gpu()  # compile kernels, plan FFTs, build the bank
+    g = min(_timed(gpu)[0] for _ in range(REPEATS))
+    n_cpu = min(n_gpu, BATCH)
+    superlet(x[:1], FS, FREQS, c1=3, orders=ORDERS)
+    c = min(_timed(lambda: superlet(x[:n_cpu], FS, FREQS, c1=3, orders=ORDERS))[0]
+            for _ in range(REPEATS))
+    ref = superlet(x[:2], FS, FREQS, c1=3, orders=ORDERS)
+    got = cp.asnumpy(superlet(xd[:2], FS, FREQS, c1=3, orders=ORDERS, device="cuda"))
+    err = float(np.max(np.abs(got - ref) / np.abs(ref).max(axis=-1, keepdims=True)))
+    benchmark.pedantic(gpu, rounds=1 if SMOKE else 3, iterations=1)
+    gpu_eps, cpu_eps = n_gpu / g, n_cpu / c
+    benchmark.extra_info.update({
+        "device": cp.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        "gpu_events_per_s": gpu_eps, "cpu_events_per_s": cpu_eps,
+        "gpu_over_cpu": gpu_eps / cpu_eps, "max_rel_err_gpu_vs_cpu": err,
+        "gpu_gflops_per_s": bank_flops(wavelet_bank(FS, FREQS, 3, ORDERS, N, True, np.float32))
+        * gpu_eps / 1e9})
+    print(f"\nsuperlet GPU {gpu_eps:.1f} events/s vs CPU {cpu_eps:.1f} events/s "
+          f"-> {gpu_eps / cpu_eps:.1f}x; max rel err {err:.2e}")
+    assert err < 1e-3
