@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -97,11 +97,24 @@ def events_to_images(events: list[Event], spec: FeatureSpec):
     return event_images([e.data for e in events], fs=spec.fs, device=spec.device)
 
 
-def compute_chunk(res: ChunkResult, spec: FeatureSpec, parts_dir: str | Path,
-                  t_read: float = 0.0) -> dict:
-    """Features of one read chunk, written as a store part; returns the chunk's stats."""
+def compute_chunks(results: Sequence[ChunkResult], spec: FeatureSpec,
+                   parts_dir: str | Path, t_reads: Sequence[float] | None = None
+                   ) -> list[dict]:
+    """Features of a group of read chunks, written as one store part per chunk.
+
+    The events of all chunks go through the images and the CNN together, so the
+    batches stay full even when each chunk holds a handful of events (an hour of
+    one station); the parts are written only once the whole group is computed,
+    so an interrupted run loses at most the group in flight.
+
+    Returns
+    -------
+    list of dict
+        The stats of each chunk (also stored in its part).
+    """
     t0 = time.perf_counter()
-    events = res.events
+    t_reads = list(t_reads) if t_reads is not None else [0.0] * len(results)
+    events = [e for res in results for e in res.events]
     if spec.label_catalog:
         from engine.labels import LabelCatalog, attach_labels
 
@@ -115,23 +128,35 @@ def compute_chunk(res: ChunkResult, spec: FeatureSpec, parts_dir: str | Path,
         ext = load_extractor(spec)
         with quiet():
             _batches(events, spec, ext, feats, times)
-    t_img, t_cnn = times
     F = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
-    meta = {c: [] for c in META_COLUMNS}
-    for e in events:
-        meta["event_id"].append(e.id)
-        meta["station"].append(e.station)
-        meta["channel"].append(e.channel)
-        meta["start"].append(e.start)
-        meta["label"].append(e.label or "")
-        meta["chunk"].append(res.key)
-        meta["source"].append(e.source)
-    s = res.summary
-    stats = {"files_read": s.files_read, "events": len(events), "samples": s.samples,
-             "skipped": [list(x) for x in s.skipped], "t_images": t_img, "t_cnn": t_cnn,
-             "t_read": t_read, "t_total": time.perf_counter() - t0 + t_read}
-    write_part(parts_dir, res.key, F, meta, stats)
-    return stats
+    share = (time.perf_counter() - t0) / max(len(events), 1)
+    out, start = [], 0
+    for res, t_read in zip(results, t_reads):
+        n = len(res.events)
+        meta = {c: [] for c in META_COLUMNS}
+        for e in res.events:
+            meta["event_id"].append(e.id)
+            meta["station"].append(e.station)
+            meta["channel"].append(e.channel)
+            meta["start"].append(e.start)
+            meta["label"].append(e.label or "")
+            meta["chunk"].append(res.key)
+            meta["source"].append(e.source)
+        s = res.summary
+        frac = n / max(len(events), 1)
+        stats = {"files_read": s.files_read, "events": n, "samples": s.samples,
+                 "skipped": [list(x) for x in s.skipped], "t_images": times[0] * frac,
+                 "t_cnn": times[1] * frac, "t_read": t_read, "t_total": share * n + t_read}
+        write_part(parts_dir, res.key, F[start:start + n] if n else F[:0], meta, stats)
+        start += n
+        out.append(stats)
+    return out
+
+
+def compute_chunk(res: ChunkResult, spec: FeatureSpec, parts_dir: str | Path,
+                  t_read: float = 0.0) -> dict:
+    """Features of one read chunk, written as a store part; returns the chunk's stats."""
+    return compute_chunks([res], spec, parts_dir, [t_read])[0]
 
 
 def _batches(events: list[Event], spec: FeatureSpec, ext, feats: list, times: list) -> None:
@@ -147,13 +172,15 @@ def _batches(events: list[Event], spec: FeatureSpec, ext, feats: list, times: li
             _save_images(images, batch, spec.images_dir)
 
 
-def process_chunk(source: EventSource, key: str, spec: FeatureSpec,
-                  parts_dir: str | Path) -> dict:
-    """Read chunk ``key`` of ``source`` and store its features (a Dask task)."""
-    t0 = time.perf_counter()
-    res = source.read_chunk(key)
-    t_read = time.perf_counter() - t0
-    return compute_chunk(res, spec, parts_dir, t_read)
+def process_chunks(source: EventSource, keys: Sequence[str], spec: FeatureSpec,
+                   parts_dir: str | Path) -> list[dict]:
+    """Read chunks ``keys`` of ``source`` and store their features (a Dask task)."""
+    results, reads = [], []
+    for key in keys:
+        t0 = time.perf_counter()
+        results.append(source.read_chunk(key))
+        reads.append(time.perf_counter() - t0)
+    return compute_chunks(results, spec, parts_dir, reads)
 
 
 def _save_images(images, events: list[Event], out_dir: str) -> None:

@@ -20,8 +20,12 @@ from typing import Any, Optional
 
 from engine._util import atomic_write, progress
 from engine.config import RunConfig, parse_args
-from engine.pipeline import FeatureSpec, compute_chunk, process_chunk
+from engine.pipeline import FeatureSpec, compute_chunks, process_chunks
 from engine.store import FeatureStore
+
+
+#: consecutive chunks computed together by one Dask task
+DASK_GROUP = 8
 
 
 @dataclass
@@ -171,7 +175,12 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
 
 
 def extract_local(source, todo: list[str], spec: FeatureSpec, store: FeatureStore) -> None:
-    """Process chunks in this process; a reader thread prefetches the next chunk."""
+    """Process chunks in this process, grouped so that CNN batches stay full.
+
+    A reader thread prefetches the next chunk while the current group is
+    computed; a group is computed once it holds ``spec.batch`` events (or 64
+    chunks), then one part per chunk is written.
+    """
     if not todo:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqe-read") as pool:
@@ -180,16 +189,28 @@ def extract_local(source, todo: list[str], spec: FeatureSpec, store: FeatureStor
             return source.read_chunk(key), time.perf_counter() - t0
 
         nxt = pool.submit(read, todo[0])
-        for i in progress(range(len(todo)), desc="chunks", unit="chunk"):
+        group: list = []
+        reads: list[float] = []
+        bar = progress(range(len(todo)), desc="chunks", unit="chunk")
+        for i in bar:
             res, t_read = nxt.result()
             if i + 1 < len(todo):
                 nxt = pool.submit(read, todo[i + 1])
-            compute_chunk(res, spec, store.parts_dir, t_read)
+            group.append(res)
+            reads.append(t_read)
+            n_events = sum(len(r.events) for r in group)
+            if n_events >= spec.batch or len(group) >= 64 or i + 1 == len(todo):
+                compute_chunks(group, spec, store.parts_dir, reads)
+                group, reads = [], []
 
 
 def extract_dask(source, todo: list[str], spec: FeatureSpec, store: FeatureStore,
                  scheduler: Optional[str], n_local: int) -> None:
-    """Process chunks as Dask distributed tasks writing to the same store."""
+    """Process chunks as Dask distributed tasks writing to the same store.
+
+    Each task reads and computes ``DASK_GROUP`` consecutive chunks together (full
+    CNN batches) and writes one part per chunk.
+    """
     from engine._util import require
 
     distributed = require("distributed", "dev", "--scheduler/--dask-local")
@@ -206,10 +227,11 @@ def extract_dask(source, todo: list[str], spec: FeatureSpec, store: FeatureStore
         client = distributed.Client(cluster)
     try:
         src = client.scatter(source, broadcast=True)
-        futures = [client.submit(process_chunk, src, key, spec, str(store.parts_dir),
-                                 pure=False) for key in todo]
-        for fut in progress(distributed.as_completed(futures), desc="chunks (dask)",
-                            total=len(futures), unit="chunk"):
+        groups = [todo[i:i + DASK_GROUP] for i in range(0, len(todo), DASK_GROUP)]
+        futures = [client.submit(process_chunks, src, keys, spec, str(store.parts_dir),
+                                 pure=False) for keys in groups]
+        for fut in progress(distributed.as_completed(futures), desc="chunk groups (dask)",
+                            total=len(futures), unit="group"):
             fut.result()
     finally:
         client.close()

@@ -21,6 +21,20 @@ def _assignments(out: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _same_assignments(a: list[dict], b: list[dict]) -> None:
+    """Same events and clusters; distances equal to float32 feature noise.
+
+    Features depend on the batch an event was computed in only through
+    rounding (FFT length of the padded batch, CNN kernels chosen by batch size),
+    so a resumed or distributed run matches a plain one to ~1e-5 relative.
+    """
+    assert [r["event_id"] for r in a] == [r["event_id"] for r in b]
+    assert [r["cluster"] for r in a] == [r["cluster"] for r in b]
+    da = np.array([float(r["distance"]) for r in a])
+    db = np.array([float(r["distance"]) for r in b])
+    np.testing.assert_allclose(da, db, rtol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
@@ -59,7 +73,7 @@ def test_resume_recomputes_only_missing_chunks(synthetic_run, tmp_path):
                       "--chunk-length", "900"])
     summary = run(cfg)
     assert summary.chunks_resumed == summary.chunks - 1
-    assert _assignments(out) == before
+    _same_assignments(_assignments(out), before)
 
 
 def test_interrupted_run_loses_only_the_chunk_in_flight(tmp_path, monkeypatch,
@@ -70,22 +84,23 @@ def test_interrupted_run_loses_only_the_chunk_in_flight(tmp_path, monkeypatch,
     shutil.copytree(synthetic_run / "synthetic_archive", out / "synthetic_archive")
     argv = ["--out", str(out), "--synthetic-days", DAYS, "--synthetic-rate", "30", "--k", "2:4",
             "--chunk-length", "900"]
-    real = pipeline.compute_chunk
-    calls = {"n": 0}
+    real = pipeline.compute_chunks
+    calls = {"n": 0, "done": 0}
 
-    def dying(res, spec, parts_dir, t_read=0.0):
+    def dying(results, spec, parts_dir, t_reads=None):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed in the middle of the third chunk
-        return real(res, spec, parts_dir, t_read)
+            raise KeyboardInterrupt  # killed in the middle of the third group of chunks
+        calls["done"] += len(results)
+        return real(results, spec, parts_dir, t_reads)
 
-    monkeypatch.setattr("engine.run.compute_chunk", dying)
-    assert main(argv) == 130
+    monkeypatch.setattr("engine.run.compute_chunks", dying)
+    assert main(argv + ["--batch", "4"]) == 130
     parts = list((out / "store" / "parts").glob("*"))
-    assert len(parts) == 2 and all(p.suffix == ".npz" for p in parts)
-    monkeypatch.setattr("engine.run.compute_chunk", real)
+    assert len(parts) == calls["done"] >= 2 and all(p.suffix == ".npz" for p in parts)
+    monkeypatch.setattr("engine.run.compute_chunks", real)
     assert main(argv) == 0
-    assert _assignments(out) == _assignments(synthetic_run)
+    _same_assignments(_assignments(out), _assignments(synthetic_run))
 
 
 def test_dask_local_cluster_gives_the_same_assignments(synthetic_run, tmp_path):
@@ -97,9 +112,7 @@ def test_dask_local_cluster_gives_the_same_assignments(synthetic_run, tmp_path):
     assert code == 0
     with np.load(next((out / "store" / "parts").glob("*.npz"))) as z:
         assert z["features"].dtype == np.float32
-    a, b = _assignments(out), _assignments(synthetic_run)
-    assert [r["event_id"] for r in a] == [r["event_id"] for r in b]
-    assert [r["cluster"] for r in a] == [r["cluster"] for r in b]
+    _same_assignments(_assignments(out), _assignments(synthetic_run))
 
 
 def test_changed_configuration_is_refused(synthetic_run, tmp_path, capsys):
