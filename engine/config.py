@@ -30,6 +30,7 @@ INPUT_FIELDS = ("archive", "events", "images")
 METHODS = ("kmeans", "kmedoids", "single", "ward", "fcm", "gmm", "hdbscan")
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16")
+WEIGHT_SUFFIXES = (".mat", ".safetensors", ".pt")
 
 
 def _f(default: Any, help: str, group: str, metavar: str | None = None, choices=None):
@@ -155,6 +156,19 @@ class RunConfig:
                 if not Path(value).exists():
                     raise FileNotFoundError(f"--{name.replace('_', '-')}: {value} does "
                                             "not exist")
+        if self.weights and Path(self.weights).suffix.lower() not in WEIGHT_SUFFIXES:
+            raise ValueError(f"--weights {self.weights}: expected a MATLAB network (.mat) or "
+                             "engine weights (.safetensors, .pt)")
+        for name in ("starttime", "endtime"):
+            value = getattr(self, name)
+            if value is not None:
+                from obspy import UTCDateTime
+
+                try:
+                    UTCDateTime(value)
+                except Exception:
+                    raise ValueError(f"--{name} {value!r} is not a time (expected ISO 8601 "
+                                     "UTC, e.g. 2017-05-01T00:00:00)") from None
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:

@@ -58,6 +58,15 @@ def test_missing_paths_and_two_inputs(tmp_path):
         parse_args(["--events", str(tmp_path / "a"), "--images", str(tmp_path / "a")])
 
 
+def test_bad_weights_and_times_are_caught_before_any_work(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    with pytest.raises(ValueError, match="--weights .*notes.txt.*MATLAB"):
+        parse_args(["--weights", str(notes)])
+    with pytest.raises(ValueError, match="--starttime 'yesterday' is not a time"):
+        parse_args(["--starttime", "yesterday"])
+
+
 def test_bad_toml_names_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("methd = 'kmeans'\n")
