@@ -409,8 +409,45 @@ def write_archive(out: str | os.PathLike, days: float = 1.0, stations: int = 3, 
     return root
 
 
+IMAGE_STYLES = ("window", "cut", "mixed")
+
+
+def cut_like_event_sets(x: np.ndarray, fs: float) -> np.ndarray:
+    """A synthetic event trace made to look like a published event set (Llaima).
+
+    Published event sets are band-passed 1-10 Hz and cut at the end of the event,
+    then padded with a constant (docs/method.md, Stage 0). Here: a zero-phase
+    4-pole Butterworth 1-10 Hz band-pass; the trace ends where the 0.5 s moving
+    average of the absolute amplitude last exceeds 3 times its median over the
+    first 1.5 s (kept at least 2 s); 20 constant samples mark the end.
+
+    Parameters
+    ----------
+    x : ndarray
+        One event trace with noise before the onset (``synthetic_events``).
+    fs : float
+        Sampling rate in Hz (above 20 Hz).
+
+    Returns
+    -------
+    ndarray of float32
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    y = sosfiltfilt(butter(4, [1.0, 10.0], btype="band", fs=fs, output="sos"),
+                    np.asarray(x, dtype=np.float64))
+    k = max(1, int(0.5 * fs))
+    smooth = np.convolve(np.abs(y), np.ones(k) / k, mode="same")
+    noise = np.median(smooth[: int(1.5 * fs)])
+    above = np.flatnonzero(smooth > 3 * noise)
+    end = int(above[-1]) + 1 if above.size else y.size
+    y = y[: max(end, int(2 * fs))]
+    return np.r_[y, np.full(20, y[-1])].astype(np.float32)
+
+
 def write_event_images(out_dir: str | os.PathLike, per_class: int, fs: float = 100.0,
-                       seed: int = 0, kinds: Sequence[str] = KINDS, batch: int = 64) -> int:
+                       seed: int = 0, kinds: Sequence[str] = KINDS, batch: int = 64,
+                       style: str = "mixed") -> int:
     """Write labelled 227x227 PNG images of synthetic events, one folder per class.
 
     Uses ``engine.images.event_images(traces, fs)`` and
@@ -430,6 +467,12 @@ def write_event_images(out_dir: str | os.PathLike, per_class: int, fs: float = 1
         Classes.
     batch : int
         Events converted per call.
+    style : {"window", "cut", "mixed"}
+        ``"window"``: the event with noise around it, as detection cuts it from
+        an archive; ``"cut"``: band-passed and cut at the event end like the
+        published event sets (:func:`cut_like_event_sets`); ``"mixed"``
+        (default): even-numbered events of each class as windows, odd ones cut,
+        so that a network trained on them serves both kinds of input.
 
     Returns
     -------
@@ -438,11 +481,18 @@ def write_event_images(out_dir: str | os.PathLike, per_class: int, fs: float = 1
     """
     from engine.images import event_images, write_images
 
+    if style not in IMAGE_STYLES:
+        raise ValueError(f"style must be one of {IMAGE_STYLES}, got {style!r}")
     events = synthetic_events(per_class, fs=fs, seed=seed, kinds=kinds)
+    traces = []
+    for i, e in enumerate(events):
+        j = int(e.id.rsplit("-", 1)[1])  # index within its class
+        cut = style == "cut" or (style == "mixed" and j % 2 == 1)
+        traces.append(cut_like_event_sets(e.data, fs) if cut else e.data)
     n = 0
     for i in range(0, len(events), batch):
         part = events[i: i + batch]
-        imgs = event_images([e.data for e in part], fs=fs)
+        imgs = event_images(traces[i: i + batch], fs=fs, show_progress=False)
         write_images(imgs, [e.id for e in part], [e.label for e in part], out_dir)
         n += len(part)
     return n
@@ -465,6 +515,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--event-images", metavar="DIR", default=None,
                    help="also write labelled PNG images of synthetic events to DIR/<class>/")
     p.add_argument("--per-class", type=int, default=100, help="images per class for --event-images")
+    p.add_argument("--image-style", choices=IMAGE_STYLES, default="mixed",
+                   help="--event-images: events as detection windows, cut like published "
+                        "event sets (band-passed 1-10 Hz, cut at the event end), or both")
     args = p.parse_args(argv)
     if args.event_images and args.days == 0:
         args.out = None
@@ -472,7 +525,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("--out is required (or --days 0 with --event-images for images only)")
     try:
         if args.out is None:
-            n = write_event_images(args.event_images, args.per_class, fs=args.fs, seed=args.seed)
+            n = write_event_images(args.event_images, args.per_class, fs=args.fs, seed=args.seed,
+                                   style=args.image_style)
             print(f"wrote {n} event images to {args.event_images}")
             return 0
         t = time.perf_counter()
@@ -484,7 +538,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {root} ({args.stations} stations x {args.days} days, {n_rows} catalogue rows) "
               f"in {time.perf_counter() - t:.1f} s")
         if args.event_images:
-            n = write_event_images(args.event_images, args.per_class, fs=args.fs, seed=args.seed)
+            n = write_event_images(args.event_images, args.per_class, fs=args.fs, seed=args.seed,
+                                   style=args.image_style)
             print(f"wrote {n} event images to {args.event_images}")
     except ValueError as exc:
         print(f"microquake-synth: error: {exc}", file=sys.stderr)

@@ -119,3 +119,25 @@ def test_cli_event_images(tmp_path):
     assert not (tmp_path / "arc").exists()
     pngs = sorted(p.relative_to(tmp_path / "img").parts[0] for p in (tmp_path / "img").rglob("*.png"))
     assert pngs == sorted(KINDS)
+
+
+def test_cut_like_event_sets_band_passes_and_cuts_at_the_event_end():
+    from engine.images import end_of_event
+    from engine.synth import cut_like_event_sets, synthetic_events
+
+    ev = synthetic_events(1, seed=4, kinds=("VT",))[0]
+    y = cut_like_event_sets(ev.data, ev.fs)
+    assert y.dtype == np.float32 and 2 * ev.fs <= y.size < ev.data.size
+    assert end_of_event(y) < y.size - 1  # the constant tail ends the event (Stage 0)
+    spec = np.abs(np.fft.rfft(y[: end_of_event(y) + 1])) ** 2
+    f = np.fft.rfftfreq(end_of_event(y) + 1, 1 / ev.fs)
+    assert spec[(f > 15)].sum() < 0.01 * spec[(f >= 1) & (f <= 10)].sum()
+
+
+def test_event_image_styles(tmp_path):
+    from engine.synth import write_event_images
+
+    with pytest.raises(ValueError, match="style"):
+        write_event_images(tmp_path / "x", 1, style="pretty")
+    n = write_event_images(tmp_path / "mixed", 2, kinds=("LP",), style="mixed")
+    assert n == 2 and len(list((tmp_path / "mixed" / "LP").glob("*.png"))) == 2
