@@ -153,12 +153,6 @@ def compute_chunks(results: Sequence[ChunkResult], spec: FeatureSpec,
     return out
 
 
-def compute_chunk(res: ChunkResult, spec: FeatureSpec, parts_dir: str | Path,
-                  t_read: float = 0.0) -> dict:
-    """Features of one read chunk, written as a store part; returns the chunk's stats."""
-    return compute_chunks([res], spec, parts_dir, [t_read])[0]
-
-
 def _batches(events: list[Event], spec: FeatureSpec, ext, feats: list, times: list) -> None:
     for i in range(0, len(events), spec.batch):
         batch = events[i:i + spec.batch]
