@@ -6,6 +6,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from engine._util import progress
+
 from ._validation import check_features
 from .factory import METHODS, make_clusterer
 from .indices import mean_silhouette, within_sums
@@ -107,7 +109,7 @@ def scan_k(X, method: str, ks: Iterable[int] = range(2, 9), random_state=0,
         raise ValueError(f"fixed_k={fixed_k} is not among the scanned ks {ks}")
     sil, inertia, within, labels, ests = [], [], [], {}, {}
     sampled = False
-    for k in ks:
+    for k in progress(ks, desc=f"scan k ({method})", unit="k"):
         est = make_clusterer(method, k, random_state=random_state, device=device, **kw).fit(X)
         lab = np.asarray(est.labels_, dtype=np.int64)
         s, sampled = mean_silhouette(X, lab, sample_size, random_state)

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from engine._util import atomic_write
+from engine._util import atomic_write, progress
 
 from . import figures as F
 from .html import esc, img_tag, page, pre_json, table
@@ -240,7 +240,7 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
          else cluster_means(X, np.where(lab >= 0, lab, -1), int(real.max()) + 1 if real.size else 0))
     order = sorted(real.tolist(), key=lambda c: -int(sizes[clusters == c][0]))[:max_galleries]
     gallery_info = []
-    for c in order:
+    for c in progress(order, desc="report galleries", unit="cluster"):
         members = np.flatnonzero(lab == c)
         if dist is not None:
             d = dist[members]
