@@ -71,6 +71,29 @@ class EventFetcher:
         return None if ev.data is None else (ev.data, ev.fs)
 
 
+def load_model_for(cfg: RunConfig, X: np.ndarray):
+    """The saved clustering of ``--assign-to``, checked against these features.
+
+    Raises
+    ------
+    ValueError
+        If the model was built on other features (weights, layer or size).
+    """
+    from engine.cluster import ClusterModel
+
+    model = ClusterModel.load(cfg.assign_to)
+    prov = model.provenance
+    want = {"weights": cfg.weights or "default", "feature_layer": cfg.feature_layer}
+    for key, value in want.items():
+        if key in prov and prov[key] != value:
+            raise ValueError(f"--assign-to {cfg.assign_to}: the model was built on features "
+                             f"with {key}={prov[key]!r}, this run uses {value!r}")
+    if model.centers.shape[1] != X.shape[1]:
+        raise ValueError(f"--assign-to {cfg.assign_to}: the model has {model.centers.shape[1]}"
+                         f" features per event, this run {X.shape[1]}")
+    return model
+
+
 def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]], source,
                        spec: FeatureSpec, out: Path, device: str
                        ) -> tuple[Optional[int], int]:
@@ -91,7 +114,13 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
     seed = cfg.seed
     scan = None
     k_chosen = None
-    if cfg.method == "hdbscan":
+    model = None
+    distances = None
+    if cfg.assign_to:
+        model = load_model_for(cfg, X)
+        labels, distances, _ = model.assign(X)
+        est = None
+    elif cfg.method == "hdbscan":
         est = make_clusterer("hdbscan", random_state=seed, device=device).fit(X)
         labels = np.asarray(est.labels_)
     else:
@@ -113,12 +142,11 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
     indices = cluster_indices(X, labels, random_state=seed) if len(found) > 1 else None
     known = [lab for lab in meta["label"] if lab]
     scores = None
-    if known and len(set(known)) >= 1:
+    if known:
         mask = np.array([bool(lab) for lab in meta["label"]])
         scores = label_scores(np.asarray(meta["label"], dtype=object)[mask], labels[mask])
 
-    distances = None
-    if found:
+    if model is None and found:
         centers = getattr(est, "cluster_centers_", None)
         model = ClusterModel.from_labels(
             X, labels, centers=centers, method=cfg.method,
@@ -133,7 +161,9 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
     fetch = EventFetcher(source, meta, spec)
     write_outputs(out, X, labels, events_meta, scan=scan, indices=indices,
                   label_scores=scores, memberships=getattr(est, "membership_", None),
-                  distances=distances, images=fetch.image, waveforms=fetch.waveform,
-                  config=cfg.to_dict(), method=cfg.method, random_state=seed,
-                  report=cfg.report)
+                  distances=distances, images=fetch.image,
+                  waveforms=fetch.waveform, config=cfg.to_dict(),
+                  centers=model.centers if cfg.assign_to else None,
+                  method=f"assigned to {cfg.assign_to}" if cfg.assign_to else cfg.method,
+                  random_state=seed, report=cfg.report)
     return k_chosen, len(found)

@@ -120,6 +120,10 @@ class RunConfig:
                 "silhouette ('2:8')", "clustering", "K")
     seed: int = _f(0, "random seed (clustering, t-SNE, sampling, synthetic archive)",
                    "clustering", "N")
+    assign_to: Optional[str] = _f(
+        None, "assign the events to the saved clustering of an earlier run (its "
+        "OUT/model.npz) instead of clustering anew; events far from every known family "
+        "get cluster -1 ('none of the known families')", "clustering", "MODEL")
     report: bool = _f(True, "write figures and report.html (--no-report to skip)",
                       "clustering")
     # --- execution -------------------------------------------------------------------
@@ -150,7 +154,7 @@ class RunConfig:
                              "with --images")
         if self.catalog and not self.archive:
             raise ValueError("--catalog needs --archive (the continuous data to cut from)")
-        for name in ("archive", "events", "images", "catalog", "weights"):
+        for name in ("archive", "events", "images", "catalog", "weights", "assign_to"):
             value = getattr(self, name)
             if value and not (name == "archive" and value == "synthetic"):
                 if not Path(value).exists():

@@ -193,3 +193,28 @@ def test_hdf5_event_sets_in_the_llaima_layout(tmp_path):
     assert len(rows) == 12 and {r["label"] for r in rows} == {"LP", "VT"}
     scores = json.loads((out / "metrics.json").read_text())["label_scores"]
     assert scores["ari"] > 0.5  # LP and VT images are far apart for any sane features
+
+
+def test_assign_new_events_to_a_saved_clustering(synthetic_run, tmp_path, capsys):
+    out = tmp_path / "again"
+    shutil.copytree(synthetic_run, out)
+    for name in ("assignments.csv", "metrics.json", "model.npz", "model.json"):
+        (out / name).unlink()
+    model = synthetic_run / "model.npz"
+    argv = ["--out", str(out), "--synthetic-days", DAYS, "--synthetic-rate", "30",
+            "--chunk-length", "900", "--no-report"]
+    assert main(argv + ["--assign-to", str(model)]) == 0
+    new, old = _assignments(out), _assignments(synthetic_run)
+    assert len(new) == len(old)
+    known = [(a["cluster"], b["cluster"]) for a, b in zip(new, old) if a["cluster"] != "-1"]
+    # k-means labels are the nearest centres; only the far tail of each cluster
+    # (beyond its 99th-percentile distance) is flagged as none of the families
+    assert all(a == b for a, b in known) and len(known) >= 0.85 * len(new)
+    assert not (out / "model.npz").exists()  # assigning does not make a new model
+    # a model built on other features is refused, naming the difference
+    meta = json.loads((synthetic_run / "model.json").read_text())
+    meta["provenance"]["weights"] = "other.safetensors"
+    shutil.copy(model, tmp_path / "other.npz")
+    (tmp_path / "other.json").write_text(json.dumps(meta))
+    assert main(argv + ["--assign-to", str(tmp_path / "other.npz")]) == 1
+    assert "weights='other.safetensors'" in capsys.readouterr().err
