@@ -71,6 +71,12 @@ class EventFetcher:
         return None if ev.data is None else (ev.data, ev.fs)
 
 
+def clustering_device(method: str, device: str) -> str:
+    """Where a method clusters: k-means follows the run's device (FAISS-GPU / cuML);
+    the methods without a GPU backend run on the CPU even in a CUDA run."""
+    return device if method == "kmeans" else "cpu"
+
+
 def load_model_for(cfg: RunConfig, X: np.ndarray):
     """The saved clustering of ``--assign-to``, checked against these features.
 
@@ -112,6 +118,7 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
 
     n = X.shape[0]
     seed = cfg.seed
+    device = clustering_device(cfg.method, device)
     scan = None
     k_chosen = None
     model = None

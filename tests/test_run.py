@@ -218,3 +218,16 @@ def test_assign_new_events_to_a_saved_clustering(synthetic_run, tmp_path, capsys
     (tmp_path / "other.json").write_text(json.dumps(meta))
     assert main(argv + ["--assign-to", str(tmp_path / "other.npz")]) == 1
     assert "weights='other.safetensors'" in capsys.readouterr().err
+
+
+def test_methods_without_gpu_backend_cluster_on_the_cpu_in_a_cuda_run():
+    from engine.cluster import make_clusterer
+    from engine.clustering_stage import clustering_device
+
+    assert clustering_device("kmeans", "cuda") == "cuda"
+    for method in ("kmedoids", "single", "ward", "fcm", "gmm", "hdbscan"):
+        dev = clustering_device(method, "cuda")
+        assert dev == "cpu"
+        make_clusterer(method, 3, device=dev)  # accepted (device="cuda" is refused)
+        with pytest.raises(ValueError, match="no GPU backend"):
+            make_clusterer(method, 3, device="cuda")

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._nearest import nearest_center, nearest_labelled, subsample_indices
-from ._validation import check_features
+from ._validation import check_device, check_features, check_n_clusters
 
 __all__ = ["BaseClusterer", "SubsampleWarning"]
 
@@ -26,6 +26,19 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
     """
 
     _assign_rule_ = "center"
+
+    def _begin_fit(self, X) -> np.ndarray:
+        """Validate the parameters (once, in fit), the device and the features.
+
+        Checks ``n_clusters`` against the number of events when the estimator has
+        one. Returns the features as a clean float array.
+        """
+        self._validate_params()
+        check_device(self.device, type(self).__name__)
+        X = check_features(X)
+        if hasattr(self, "n_clusters"):
+            check_n_clusters(self.n_clusters, X.shape[0])
+        return X
 
     def _subsample(self, X: np.ndarray, max_samples: int | None, what: str) -> np.ndarray:
         """Indices to fit on, warning when the N-limit policy applies."""

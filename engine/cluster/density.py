@@ -8,7 +8,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseClusterer
 from ._nearest import cluster_means
-from ._validation import check_device, check_features
 
 __all__ = ["HDBSCAN"]
 
@@ -75,9 +74,7 @@ class HDBSCAN(BaseClusterer):
         """
         from sklearn.cluster import HDBSCAN as SkHDBSCAN
 
-        self._validate_params()
-        check_device(self.device, "HDBSCAN")
-        X = check_features(X)
+        X = self._begin_fit(X)
         if X.shape[0] < self.min_cluster_size:
             raise ValueError(f"HDBSCAN needs at least min_cluster_size={self.min_cluster_size} "
                              f"events, got {X.shape[0]}")

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseClusterer
-from ._validation import check_device, check_features, check_n_clusters
+from ._validation import check_features
 from .fuzzy_kernel import fcm_kernel, fcm_memberships
 
 __all__ = ["FuzzyCMeans"]
@@ -78,10 +78,7 @@ class FuzzyCMeans(BaseClusterer):
         """
         from sklearn.cluster import kmeans_plusplus
 
-        self._validate_params()
-        check_device(self.device, "FuzzyCMeans")
-        X = check_features(X)
-        check_n_clusters(self.n_clusters, X.shape[0])
+        X = self._begin_fit(X)
         C0, _ = kmeans_plusplus(X, self.n_clusters, random_state=self.random_state)
         scale = float(X.std()) or 1.0
         C, U, n_iter = fcm_kernel(X, C0, self.m, self.max_iter, self.tol * scale)

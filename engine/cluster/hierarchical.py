@@ -8,7 +8,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseClusterer
 from ._nearest import cluster_means
-from ._validation import check_device, check_features, check_n_clusters
 
 __all__ = ["Hierarchical"]
 
@@ -77,10 +76,7 @@ class Hierarchical(BaseClusterer):
         """
         from scipy.cluster.hierarchy import fcluster, linkage
 
-        self._validate_params()
-        check_device(self.device, "Hierarchical")
-        X = check_features(X)
-        check_n_clusters(self.n_clusters, X.shape[0])
+        X = self._begin_fit(X)
         self._assign_rule_ = "1nn" if self.linkage == "single" else "center"
         idx = self._subsample(X, self.max_samples, "the linkage needs all pair distances")
         Xs = X[idx]

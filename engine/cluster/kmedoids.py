@@ -8,7 +8,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseClusterer
 from ._nearest import nearest_center
-from ._validation import check_device, check_features, check_n_clusters
 
 __all__ = ["KMedoids"]
 
@@ -83,10 +82,7 @@ class KMedoids(BaseClusterer):
         import kmedoids
         from sklearn.metrics import pairwise_distances
 
-        self._validate_params()
-        check_device(self.device, "KMedoids")
-        X = check_features(X)
-        check_n_clusters(self.n_clusters, X.shape[0])
+        X = self._begin_fit(X)
         idx = self._subsample(X, self.max_samples, "FasterPAM needs all pair distances")
         Xs = X[idx]
         diss = pairwise_distances(Xs, metric="euclidean").astype(np.float32)

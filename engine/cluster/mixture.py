@@ -7,7 +7,6 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseClusterer
-from ._validation import check_device, check_features, check_n_clusters
 
 __all__ = ["GaussianMixture"]
 
@@ -79,10 +78,7 @@ class GaussianMixture(BaseClusterer):
         """
         from sklearn.mixture import GaussianMixture as SkGMM
 
-        self._validate_params()
-        check_device(self.device, "GaussianMixture")
-        X = check_features(X)
-        check_n_clusters(self.n_clusters, X.shape[0])
+        X = self._begin_fit(X)
         gm = SkGMM(self.n_clusters, covariance_type=self.covariance_type, n_init=self.n_init,
                    max_iter=self.max_iter, reg_covar=self.reg_covar,
                    random_state=self.random_state).fit(X)
