@@ -72,9 +72,13 @@ class EventFetcher:
 
 
 def clustering_device(method: str, device: str) -> str:
-    """Where a method clusters: k-means follows the run's device (FAISS-GPU / cuML);
-    the methods without a GPU backend run on the CPU even in a CUDA run."""
-    return device if method == "kmeans" else "cpu"
+    """Where a method clusters in a run on ``device``.
+
+    In a CUDA run k-means gets ``"auto"``: FAISS-GPU or cuML when installed, the
+    CPU backends otherwise (the features are small next to the images). The
+    methods without a GPU backend run on the CPU.
+    """
+    return "auto" if (method == "kmeans" and device == "cuda") else "cpu"
 
 
 def load_model_for(cfg: RunConfig, X: np.ndarray):
