@@ -326,11 +326,6 @@ class ArchiveSource(EventSource):
         self._state = st
         return st
 
-    def check(self) -> "ArchiveSource":
-        """Validate parameters and index the archive now (errors early); return self."""
-        self._prepare()
-        return self
-
     def chunks(self) -> list[str]:
         """Chunk keys ``NET.STA.LOC.CHA|ISO`` (or ``ALL|ISO`` with coincidence)."""
         return list(self._prepare()["keys"])

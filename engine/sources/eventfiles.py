@@ -206,11 +206,6 @@ class HDF5EventSource(_BlockSource):
         self._plan = (keys, skipped)
         return self._plan
 
-    def check(self) -> "HDF5EventSource":
-        """Validate and list the datasets now; return self."""
-        self._scan()
-        return self
-
     def chunks(self) -> list[str]:
         """Keys ``FILE:/DATASET|first_event_index``."""
         return list(self._scan()[0])
@@ -351,11 +346,6 @@ class NumpyEventSource(_BlockSource):
         self._plan = (keys, skipped, root)
         return self._plan
 
-    def check(self) -> "NumpyEventSource":
-        """Validate and list the arrays now; return self."""
-        self._scan()
-        return self
-
     def chunks(self) -> list[str]:
         """Keys ``FILE:MEMBER|first_event_index`` (MEMBER empty for .npy)."""
         return list(self._scan()[0])
@@ -488,11 +478,6 @@ class WaveformEventSource(EventSource):
     def _match(self, s) -> bool:
         return (matches(s.network, self.network) and matches(s.station, self.station)
                 and matches(s.location, self.location) and matches(s.channel, self.channel))
-
-    def check(self) -> "WaveformEventSource":
-        """Validate the path and list the files now; return self."""
-        self._scan()
-        return self
 
     def chunks(self) -> list[str]:
         """One key per file holding a selected trace: its path relative to the root."""

@@ -71,11 +71,6 @@ class ImageFolderSource(EventSource):
         self._plan = (keys, members, base, root.is_dir())
         return self._plan
 
-    def check(self) -> "ImageFolderSource":
-        """Validate the path and list the images now; return self."""
-        self._scan()
-        return self
-
     def chunks(self) -> list[str]:
         """Keys ``CLASS_FOLDER|first_index``."""
         return list(self._scan()[0])
