@@ -17,7 +17,7 @@ import numpy as np
 
 from engine._util import quiet
 from engine.config import RunConfig
-from engine.pipeline import FeatureSpec, events_to_images
+from engine.features.base import Featurizer, images_of
 
 
 class EventFetcher:
@@ -29,17 +29,17 @@ class EventFetcher:
         The run's source.
     meta : dict
         Store metadata (``event_id`` and ``chunk`` columns).
-    spec : FeatureSpec
-        For the sampling rate of the images.
+    fs : float
+        Sampling rate of the waveforms (for their images).
     max_chunks : int
         Chunks kept in memory.
     """
 
-    def __init__(self, source, meta: dict[str, list[str]], spec: FeatureSpec,
+    def __init__(self, source, meta: dict[str, list[str]], fs: float,
                  max_chunks: int = 4) -> None:
         self.source = source
         self.meta = meta
-        self.spec = FeatureSpec(fs=spec.fs, device="cpu")
+        self.fs = fs
         self.max_chunks = max_chunks
         self._chunks: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
@@ -63,7 +63,7 @@ class EventFetcher:
     def image(self, i: int) -> np.ndarray:
         """uint8 (227, 227, 3) image of row ``i``."""
         with quiet():
-            return np.asarray(events_to_images([self.event(i)], self.spec)[0])
+            return np.asarray(images_of([self.event(i)], self.fs, "cpu")[0])
 
     def waveform(self, i: int):
         """(samples, fs) of row ``i``, or None for image-only events."""
@@ -81,31 +81,38 @@ def clustering_device(method: str, device: str) -> str:
     return "auto" if (method == "kmeans" and device == "cuda") else "cpu"
 
 
-def load_model_for(cfg: RunConfig, X: np.ndarray):
-    """The saved clustering of ``--assign-to``, checked against these features.
+def check_model_features(path: str, featurizer: Featurizer):
+    """The saved clustering of ``--assign-to``, if it was built on the same features.
+
+    Compares the model's stored feature fingerprint with ``featurizer``'s; it is
+    cheap and runs before any feature is computed.
 
     Raises
     ------
     ValueError
-        If the model was built on other features (weights, layer or size).
+        The model was built on other features (the differing items are named) or
+        by an engine that did not record its features' fingerprint.
     """
     from engine.cluster import ClusterModel
 
-    model = ClusterModel.load(cfg.assign_to)
-    prov = model.provenance
-    want = {"weights": cfg.weights or "default", "feature_layer": cfg.feature_layer}
-    for key, value in want.items():
-        if key in prov and prov[key] != value:
-            raise ValueError(f"--assign-to {cfg.assign_to}: the model was built on features "
-                             f"with {key}={prov[key]!r}, this run uses {value!r}")
-    if model.centers.shape[1] != X.shape[1]:
-        raise ValueError(f"--assign-to {cfg.assign_to}: the model has {model.centers.shape[1]}"
-                         f" features per event, this run {X.shape[1]}")
+    model = ClusterModel.load(path)
+    theirs = model.provenance.get("features")
+    if not isinstance(theirs, dict):
+        raise ValueError(f"--assign-to {path}: the model does not record which features it "
+                         "was built on (made by an older engine version); re-run that "
+                         "clustering with this version")
+    ours = featurizer.fingerprint()
+    if theirs != ours:
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        detail = "; ".join(f"{k}: model {theirs.get(k)!r}, this run {ours.get(k)!r}"
+                           for k in diff)
+        raise ValueError(f"--assign-to {path}: the model was built on other features "
+                         f"({detail})")
     return model
 
 
 def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]], source,
-                       spec: FeatureSpec, out: Path, device: str
+                       featurizer: Featurizer, out: Path, device: str
                        ) -> tuple[Optional[int], int]:
     """Cluster the stored features and write every output of the run.
 
@@ -128,7 +135,11 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
     model = None
     distances = None
     if cfg.assign_to:
-        model = load_model_for(cfg, X)
+        model = check_model_features(cfg.assign_to, featurizer)
+        if model.centers.shape[1] != X.shape[1]:
+            raise ValueError(f"--assign-to {cfg.assign_to}: the model has "
+                             f"{model.centers.shape[1]} features per event, this run "
+                             f"{X.shape[1]}")
         labels, distances, _ = model.assign(X)
         est = None
     elif cfg.method == "hdbscan":
@@ -161,19 +172,19 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
         centers = getattr(est, "cluster_centers_", None)
         model = ClusterModel.from_labels(
             X, labels, centers=centers, method=cfg.method,
-            provenance={"weights": cfg.weights or "default",
-                        "feature_layer": cfg.feature_layer, "out": str(out)})
+            provenance={"features": featurizer.fingerprint(), "out": str(out)})
         model.save(out / "model")
         _, distances, _ = model.assign(X)
 
     events_meta = [{"event_id": meta["event_id"][i], "station": meta["station"][i],
                     "start": meta["start"][i], "label": meta["label"][i] or None}
                    for i in range(n)]
-    fetch = EventFetcher(source, meta, spec)
+    fetch = EventFetcher(source, meta, cfg.fs)
     write_outputs(out, X, labels, events_meta, scan=scan, indices=indices,
                   label_scores=scores, memberships=getattr(est, "membership_", None),
                   distances=distances, images=fetch.image,
-                  waveforms=fetch.waveform, config=cfg.to_dict(),
+                  waveforms=fetch.waveform,
+                  config={**cfg.to_dict(), "featurizer": featurizer.provenance()},
                   centers=model.centers if cfg.assign_to else None,
                   method=f"assigned to {cfg.assign_to}" if cfg.assign_to else cfg.method,
                   random_state=seed, report=cfg.report)

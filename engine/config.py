@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from engine.cluster.factory import METHODS as _METHOD_TABLE
 from engine.detect import DetectorConfig
+from engine.features import FEATURIZERS, make_featurizer
+from engine.features.superlet_cnn import PRECISIONS
 
 _DET = DetectorConfig()
 
@@ -27,15 +30,23 @@ else:  # pragma: no cover
 
 #: input flags, at most one of which may be given (none: the embedded synthetic archive)
 INPUT_FIELDS = ("archive", "events", "images")
-METHODS = ("kmeans", "kmedoids", "single", "ward", "fcm", "gmm", "hdbscan")
 DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "fp16", "bf16")
-WEIGHT_SUFFIXES = (".mat", ".safetensors", ".pt")
 
 
-def _f(default: Any, help: str, group: str, metavar: str | None = None, choices=None):
+def _f(default: Any, help: str, group: str, metavar: str | None = None, choices=None,
+       fingerprint: bool = False):
+    """A config field: its flag's help, group, metavar and choices.
+
+    ``fingerprint=True`` marks the fields the stored features depend on (besides
+    the featurizer's own fingerprint): a store made with other values is refused.
+    """
     return field(default=default, metadata={"help": help, "group": group,
-                                             "metavar": metavar, "choices": choices})
+                                             "metavar": metavar, "choices": choices,
+                                             "fingerprint": fingerprint})
+
+
+def _fp(default: Any, help: str, group: str, metavar: str | None = None, choices=None):
+    return _f(default, help, group, metavar, choices, fingerprint=True)
 
 
 @dataclass
@@ -43,79 +54,93 @@ class RunConfig:
     """Configuration of one run of the main job (see ``python -m engine.run --help``)."""
 
     # --- input -----------------------------------------------------------------------
-    archive: Optional[str] = _f(
+    archive: Optional[str] = _fp(
         None, "continuous archive: an SDS tree (YEAR/NET/STA/CHAN.D/...) or a folder of "
         "miniSEED/SAC files; 'synthetic' (or no input flag at all) generates the embedded "
         "synthetic archive into OUT/synthetic_archive", "input", "PATH")
-    events: Optional[str] = _f(
+    events: Optional[str] = _fp(
         None, "event files: an HDF5 event set (Llaima layout, one dataset per class), a "
         "folder of them, a .npy/.npz array, or a folder of miniSEED/SAC event files "
         "(sub-folder names are labels)", "input", "PATH")
-    events_fs: float = _f(100.0, "sampling rate (Hz) of --events arrays that do not carry "
+    events_fs: float = _fp(100.0, "sampling rate (Hz) of --events arrays that do not carry "
                           "one (HDF5 / NumPy event sets)", "input", "HZ")
-    images: Optional[str] = _f(
+    images: Optional[str] = _fp(
         None, "folder of 227x227 scalogram images (class sub-folders are labels), e.g. the "
         "published Llaima images", "input", "DIR")
-    catalog: Optional[str] = _f(
+    catalog: Optional[str] = _fp(
         None, "CSV catalogue (time[,duration,label][,station]) of events to cut from "
         "--archive instead of STA/LTA detection", "input", "CSV")
+    mask_labels: Optional[str] = _fp(
+        None, "--events .npy/.npz files are labelled windows: names of their trailing "
+        "per-sample 0/1 mask rows, comma-separated, or 'ovdas' for BG,VT,LP,TR,AV,IC; each "
+        "labelled stretch becomes one event", "input", "NAMES")
+    datasets: Optional[str] = _fp(None, "wildcard on the dataset names read from --events "
+                                  "HDF5 files (default: all)", "input", "PATTERN")
+    max_gap: float = _fp(2.0, "archive gaps up to this many seconds are filled by linear "
+                         "interpolation; longer gaps split the data", "selection", "S")
     out: str = _f("microquake_out", "output folder (feature store, figures, report); "
                   "re-running with the same folder resumes", "input", "DIR")
-    network: str = _f("*", "network code(s) to read from the archive (wildcards)", "selection")
-    station: str = _f("*", "station code(s) to read (wildcards, comma-separated list)",
+    network: str = _fp("*", "network code(s) to read from the archive (wildcards)", "selection")
+    station: str = _fp("*", "station code(s) to read (wildcards, comma-separated list)",
                       "selection")
-    location: str = _f("*", "location code(s) to read (wildcards)", "selection")
-    channel: str = _f("*Z", "channel code(s) to read (wildcards; vertical components by "
+    location: str = _fp("*", "location code(s) to read (wildcards)", "selection")
+    channel: str = _fp("*Z", "channel code(s) to read (wildcards; vertical components by "
                       "default)", "selection")
-    starttime: Optional[str] = _f(None, "first time to read (UTC, ISO 8601)", "selection",
+    starttime: Optional[str] = _fp(None, "first time to read (UTC, ISO 8601)", "selection",
                                   "TIME")
-    endtime: Optional[str] = _f(None, "last time to read (UTC, ISO 8601)", "selection",
+    endtime: Optional[str] = _fp(None, "last time to read (UTC, ISO 8601)", "selection",
                                 "TIME")
-    fs: float = _f(100.0, "sampling rate (Hz) all data are resampled to, with an "
+    fs: float = _fp(100.0, "sampling rate (Hz) all data are resampled to, with an "
                    "anti-alias filter", "selection", "HZ")
-    chunk_length: float = _f(3600.0, "length (s) of the archive chunks read at a time; "
+    chunk_length: float = _fp(3600.0, "length (s) of the archive chunks read at a time; "
                              "memory is bounded by one chunk per worker", "selection", "S")
     # --- detection (defaults are engine.detect.DetectorConfig's) ----------------------
-    sta: float = _f(_DET.sta, "STA window (s) of the recursive STA/LTA detector",
+    sta: float = _fp(_DET.sta, "STA window (s) of the recursive STA/LTA detector",
                     "detection", "S")
-    lta: float = _f(_DET.lta, "LTA window (s) of the recursive STA/LTA detector",
+    lta: float = _fp(_DET.lta, "LTA window (s) of the recursive STA/LTA detector",
                     "detection", "S")
-    trigger_on: float = _f(_DET.on, "STA/LTA ratio that opens a trigger", "detection", "X")
-    trigger_off: float = _f(_DET.off, "STA/LTA ratio that closes a trigger", "detection",
+    trigger_on: float = _fp(_DET.on, "STA/LTA ratio that opens a trigger", "detection", "X")
+    trigger_off: float = _fp(_DET.off, "STA/LTA ratio that closes a trigger", "detection",
                             "X")
-    freqmin: float = _f(_DET.freqmin, "band-pass low corner (Hz) before detection "
+    freqmin: float = _fp(_DET.freqmin, "band-pass low corner (Hz) before detection "
                         "(0: no high-pass)", "detection", "HZ")
-    freqmax: float = _f(_DET.freqmax, "band-pass high corner (Hz) before detection "
+    freqmax: float = _fp(_DET.freqmax, "band-pass high corner (Hz) before detection "
                         "(0: no low-pass; lowered to 0.45 fs when needed)", "detection",
                         "HZ")
-    min_duration: float = _f(_DET.min_duration, "shortest trigger (s) kept as an event",
+    min_duration: float = _fp(_DET.min_duration, "shortest trigger (s) kept as an event",
                              "detection", "S")
-    max_duration: float = _f(_DET.max_duration, "longest trigger (s); longer ones are cut",
+    max_duration: float = _fp(_DET.max_duration, "longest trigger (s); longer ones are cut",
                              "detection", "S")
-    pre: float = _f(_DET.pre, "seconds kept before each trigger onset", "detection", "S")
-    post: float = _f(_DET.post, "seconds kept after each trigger end", "detection", "S")
-    max_window: float = _f(_DET.max_window, "cap (s) on an event window, padding "
+    pre: float = _fp(_DET.pre, "seconds kept before each trigger onset", "detection", "S")
+    post: float = _fp(_DET.post, "seconds kept after each trigger end", "detection", "S")
+    max_window: float = _fp(_DET.max_window, "cap (s) on an event window, padding "
                            "included (images use at most 60 s at 100 Hz)", "detection", "S")
-    min_stations: int = _f(_DET.min_stations, "coincidence: stations that must trigger "
+    min_stations: int = _fp(_DET.min_stations, "coincidence: stations that must trigger "
                            "within --coincidence-window for an event to be kept",
                            "detection", "N")
-    coincidence_window: float = _f(_DET.coincidence_window, "largest spread (s) of the "
+    coincidence_window: float = _fp(_DET.coincidence_window, "largest spread (s) of the "
                                    "onsets of one coincident event", "detection", "S")
     # --- features --------------------------------------------------------------------
+    features: str = _f(
+        next(iter(FEATURIZERS)), "featurizer that turns events into features "
+        "(--list-features prints them with a description)", "features", None,
+        FEATURIZERS)
     weights: Optional[str] = _f(
-        None, "network weights: a MATLAB DAGNetwork MAT-file or engine weights (.pt); "
+        None, "network weights of the superlet-cnn featurizer: a MATLAB DAGNetwork "
+        "MAT-file (.mat) or engine weights (.safetensors or .pt, with their .json); "
         "default: the engine's own weights", "features", "FILE")
     feature_layer: str = _f("conv10", "layer whose activations are the features "
                             "('conv10': final conv before its ReLU, as the paper; "
                             "'fire9_gap'; or any named layer)", "features", "NAME")
     batch: int = _f(32, "events per batch through images and the CNN", "features", "N")
-    precision: str = _f("fp32", "CNN precision on CUDA", "features", None, PRECISIONS)
+    precision: str = _f("fp32", "CNN precision on CUDA ('fp32' is strict fp32: TF32 off; "
+                        "'tf32' allows TF32 tensor cores)", "features", None, PRECISIONS)
     tensorrt: bool = _f(False, "compile the CNN with torch-tensorrt on CUDA (engine "
                         "cached on disk)", "features")
     save_images: bool = _f(False, "also write every event image as OUT/images/<label or "
                            "unlabelled>/<event>.png", "features")
     # --- clustering ------------------------------------------------------------------
-    method: str = _f("kmeans", "clustering method", "clustering", None, METHODS)
+    method: str = _f("kmeans", "clustering method", "clustering", None, _METHOD_TABLE)
     k: str = _f("2:8", "number of clusters: one value ('4') or a range scanned by "
                 "silhouette ('2:8')", "clustering", "K")
     seed: int = _f(0, "random seed (clustering, t-SNE, sampling, synthetic archive)",
@@ -160,19 +185,12 @@ class RunConfig:
                 if not Path(value).exists():
                     raise FileNotFoundError(f"--{name.replace('_', '-')}: {value} does "
                                             "not exist")
-        if self.weights and Path(self.weights).suffix.lower() not in WEIGHT_SUFFIXES:
-            raise ValueError(f"--weights {self.weights}: expected a MATLAB network (.mat) or "
-                             "engine weights (.safetensors, .pt)")
         for name in ("starttime", "endtime"):
             value = getattr(self, name)
             if value is not None:
-                from obspy import UTCDateTime
+                from engine.sources.catalog import parse_time
 
-                try:
-                    UTCDateTime(value)
-                except Exception:
-                    raise ValueError(f"--{name} {value!r} is not a time (expected ISO 8601 "
-                                     "UTC, e.g. 2017-05-01T00:00:00)") from None
+                parse_time(value, f"--{name}")
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -185,7 +203,8 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"--{_flag(name)} must be a positive number; got {v!r}")
-        for name in ("freqmin", "freqmax", "min_duration", "pre", "post", "dask_local"):
+        for name in ("freqmin", "freqmax", "min_duration", "pre", "post", "dask_local",
+                     "max_gap"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"--{_flag(name)} must be >= 0; got {v!r}")
@@ -199,9 +218,41 @@ class RunConfig:
                              f"({self.freqmin})")
         if self.scheduler and self.dask_local:
             raise ValueError("give --scheduler or --dask-local, not both")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"--out {self.out} is a file, not a folder; give a new or "
+                             "existing folder")
         self.k_values()  # raises on a bad --k
         self.detector()  # cross-checks of the detection flags
+        self.featurizer().check()  # the featurizer's own parameters (weights file...)
         return self
+
+    def featurizer(self, device: str = "cpu", images_dir: Optional[str] = None):
+        """The run's unfitted featurizer (:func:`engine.features.make_featurizer`).
+
+        Every field of the ``features`` group is offered to it, with the sampling
+        rate and device; a featurizer takes the parameters it has and ignores
+        the others.
+        """
+        params = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.metadata["group"] == "features" and f.name != "features"}
+        params.update(fs=self.fs, device=device, images_dir=images_dir)
+        return make_featurizer(self.features, **params)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """Values of the fields marked ``fingerprint`` (input, selection, detection).
+
+        Paths are resolved, so that the same input spelled another way (relative
+        vs absolute) gives the same fingerprint.
+        """
+        fp = {}
+        for f in fields(self):
+            if not f.metadata.get("fingerprint"):
+                continue
+            v = getattr(self, f.name)
+            if f.metadata.get("metavar") in ("PATH", "DIR", "CSV") and v and v != "synthetic":
+                v = str(Path(v).resolve())
+            fp[f.name] = v
+        return fp
 
     def k_values(self) -> list[int]:
         """The k values to scan, parsed from ``k`` ('4' or '2:8', inclusive)."""
@@ -294,13 +345,17 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m engine.run``: one flag per config field."""
     parser = argparse.ArgumentParser(
-        prog="python -m engine.run",
+        prog=("microquake-run" if Path(sys.argv[0]).name.startswith("microquake-run")
+              else "python -m engine.run"),
         description="Find families of volcanic microearthquakes: events -> superlet "
         "images -> CNN features -> clustering -> report. With no input flag the engine "
         "generates and processes its embedded synthetic archive.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", metavar="TOML", default=None,
                         help="TOML file setting any of the flags below (flags win)")
+    parser.add_argument("--list-features", action="store_true",
+                        help="print the featurizers (name, then a description), one per "
+                        "line, and exit")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(RunConfig):
         g = f.metadata["group"]
@@ -329,6 +384,12 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     """Parse command-line flags (and ``--config`` TOML) into a validated RunConfig."""
     parser = build_parser()
     ns = vars(parser.parse_args(argv))
+    if ns.pop("list_features", False):
+        from engine.features import describe_featurizers
+
+        for name, text in describe_featurizers():
+            print(f"{name:<18} {text}")
+        raise SystemExit(0)
     toml_path = ns.pop("config", None)
     values: dict[str, Any] = {}
     if toml_path:

@@ -127,11 +127,6 @@ class DetectorConfig:
         return self
 
     @property
-    def lead_in(self) -> float:
-        """Seconds of data read before a chunk so that the LTA and filter are warm."""
-        return self.lta + self.pre + 5.0
-
-    @property
     def overlap(self) -> float:
         """Seconds read after a chunk so that an event starting in it is complete."""
         return max(self.max_window, self.max_duration + self.post) + self.coincidence_window + 1.0

@@ -7,10 +7,8 @@ the clustering (contingency table, purity, ARI), never to compute it.
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -28,40 +26,25 @@ class LabelCatalog:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "LabelCatalog":
-        """Read a CSV with columns ``time,type`` and optional ``station,duration``.
+        """Read a catalogue CSV (:func:`engine.sources.catalog.read_catalog`) with labels.
 
         Raises
         ------
+        FileNotFoundError
+            The file does not exist.
         ValueError
-            Naming the file and line of a bad row, or a missing column.
+            Naming the file and line of a bad row, or when no row has a label
+            (``label``, ``type`` or ``class`` column).
         """
-        from obspy import UTCDateTime
+        from engine.sources.catalog import read_catalog
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"label catalogue {path} does not exist")
-        times, durs, types, stations = [], [], [], []
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            cols = set(reader.fieldnames or [])
-            missing = {"time", "type"} - cols
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
-                                 f"(found {', '.join(sorted(cols)) or 'none'})")
-            for lineno, row in enumerate(reader, start=2):
-                try:
-                    t = UTCDateTime(row["time"]).timestamp
-                    d = float(row.get("duration") or 0.0)
-                except Exception:
-                    raise ValueError(f"{path}, line {lineno}: bad time or duration "
-                                     f"{row.get('time')!r}/{row.get('duration')!r}") from None
-                times.append(t)
-                durs.append(d)
-                types.append(str(row["type"]).strip())
-                stations.append(str(row.get("station") or "").strip())
-        order = np.argsort(times, kind="stable")
-        return cls(np.asarray(times, float)[order], np.asarray(durs, float)[order],
-                   [types[i] for i in order], [stations[i] for i in order])
+        rows = [r for r in read_catalog(path) if r.label]
+        if not rows:
+            raise ValueError(f"label catalogue {path} has no labelled rows (a 'type', "
+                             "'label' or 'class' column)")
+        return cls(np.array([r.time for r in rows], float),
+                   np.array([r.duration or 0.0 for r in rows], float),
+                   [r.label for r in rows], [r.station or "" for r in rows])
 
     def label_for(self, start: float, end: float, station: str = "",
                   tolerance: float = 5.0) -> str | None:

@@ -20,7 +20,8 @@ from typing import Any, Optional
 
 from engine._util import atomic_write, progress
 from engine.config import RunConfig, parse_args
-from engine.pipeline import FeatureSpec, compute_chunks, process_chunks
+from engine.features.base import Featurizer
+from engine.pipeline import compute_chunks, fitted, process_chunks
 from engine.store import FeatureStore
 
 
@@ -115,6 +116,8 @@ def build_source(cfg: RunConfig, out: Path):
                          location=cfg.location, channel=cfg.channel,
                          starttime=cfg.starttime, endtime=cfg.endtime, target_fs=cfg.fs,
                          chunk_length=cfg.chunk_length, fs=cfg.events_fs,
+                         max_gap=cfg.max_gap, mask_labels=cfg.mask_labels,
+                         datasets=cfg.datasets,
                          detect=cfg.detector() if archive else True)
     return source, label_catalog
 
@@ -147,34 +150,23 @@ def ensure_synthetic_archive(cfg: RunConfig, out: Path) -> Path:
     return target
 
 
-def _file_id(path: Optional[str]) -> Optional[str]:
-    if not path:
-        return None
-    p = Path(path)
-    st = p.stat()
-    return f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+def fingerprint(cfg: RunConfig, featurizer: Featurizer) -> dict[str, Any]:
+    """Everything the stored features depend on (clustering settings excluded).
 
-
-def fingerprint(cfg: RunConfig) -> dict[str, Any]:
-    """Everything the stored features depend on (clustering settings excluded)."""
-    from engine.features.weights import default_weights_id
-
-    fp = {k: getattr(cfg, k) for k in (
-        "archive", "events", "events_fs", "images", "catalog", "network", "station", "location",
-        "channel", "starttime", "endtime", "fs", "chunk_length", "sta", "lta",
-        "trigger_on", "trigger_off", "freqmin", "freqmax", "min_duration", "max_duration",
-        "pre", "post", "max_window", "min_stations", "coincidence_window", "feature_layer")}
-    for k in ("archive", "events", "images", "catalog"):
-        if fp[k] and fp[k] != "synthetic":
-            fp[k] = str(Path(fp[k]).resolve())
-    fp["weights"] = _file_id(cfg.weights) if cfg.weights else default_weights_id()
+    The input, selection and detection fields marked ``fingerprint`` on
+    :class:`~engine.config.RunConfig`, plus the featurizer's own fingerprint.
+    """
+    fp = cfg.fingerprint_fields()
+    fp["features"] = featurizer.fingerprint()
     if cfg.input_kind == "synthetic":
         fp["synthetic"] = [cfg.synthetic_days, cfg.synthetic_stations, cfg.synthetic_rate,
                            cfg.seed]
     return fp
 
 
-def extract_local(source, todo: list[str], spec: FeatureSpec, store: FeatureStore) -> None:
+def extract_local(source, todo: list[str], featurizer: Featurizer, store: FeatureStore,
+                  label_catalog: Optional[str] = None, device: str = "cpu",
+                  batch: int = 32) -> None:
     """Process chunks in this process; a reader thread prefetches the next chunk.
 
     On CUDA, chunks are computed in groups of at least ``spec.batch`` events (or
@@ -193,7 +185,7 @@ def extract_local(source, todo: list[str], spec: FeatureSpec, store: FeatureStor
         nxt = pool.submit(read, todo[0])
         group: list = []
         reads: list[float] = []
-        target = spec.batch if spec.device == "cuda" else 1
+        target = batch if device == "cuda" else 1
         bar = progress(range(len(todo)), desc="chunks", unit="chunk")
         for i in bar:
             res, t_read = nxt.result()
@@ -203,12 +195,13 @@ def extract_local(source, todo: list[str], spec: FeatureSpec, store: FeatureStor
             reads.append(t_read)
             n_events = sum(len(r.events) for r in group)
             if n_events >= target or len(group) >= 64 or i + 1 == len(todo):
-                compute_chunks(group, spec, store.parts_dir, reads)
+                compute_chunks(group, featurizer, store.parts_dir, reads, label_catalog)
                 group, reads = [], []
 
 
-def extract_dask(source, todo: list[str], spec: FeatureSpec, store: FeatureStore,
-                 scheduler: Optional[str], n_local: int) -> None:
+def extract_dask(source, todo: list[str], featurizer: Featurizer, store: FeatureStore,
+                 scheduler: Optional[str], n_local: int, label_catalog: Optional[str] = None,
+                 device: str = "cpu") -> None:
     """Process chunks as Dask distributed tasks writing to the same store.
 
     Each task reads and computes ``DASK_GROUP`` consecutive chunks together (full
@@ -221,7 +214,7 @@ def extract_dask(source, todo: list[str], spec: FeatureSpec, store: FeatureStore
     if scheduler:
         client = distributed.Client(scheduler)
     else:
-        if spec.device == "cuda":
+        if device == "cuda":
             dask_cuda = require("dask_cuda", "gpu", "--dask-local with --device cuda")
             cluster = dask_cuda.LocalCUDACluster(n_workers=n_local)
         else:
@@ -231,8 +224,11 @@ def extract_dask(source, todo: list[str], spec: FeatureSpec, store: FeatureStore
     try:
         src = client.scatter(source, broadcast=True)
         groups = [todo[i:i + DASK_GROUP] for i in range(0, len(todo), DASK_GROUP)]
-        futures = [client.submit(process_chunks, src, keys, spec, str(store.parts_dir),
-                                 pure=False) for keys in groups]
+        from sklearn.base import clone
+
+        unfitted = clone(featurizer)  # workers fit their own copy once per process
+        futures = [client.submit(process_chunks, src, keys, unfitted, str(store.parts_dir),
+                                 label_catalog, pure=False) for keys in groups]
         for fut in progress(distributed.as_completed(futures), desc="chunk groups (dask)",
                             total=len(futures), unit="group"):
             fut.result()
@@ -253,25 +249,34 @@ def run(cfg: RunConfig) -> RunSummary:
     summary.device = device
     cfg.save(out / "config.toml")
 
+    featurizer = cfg.featurizer(device, str(out / "images") if cfg.save_images else None)
+    featurizer.check()
+    if cfg.assign_to:
+        from engine.clustering_stage import check_model_features
+
+        check_model_features(cfg.assign_to, featurizer)  # before any feature is computed
+
     t0 = time.perf_counter()
     source, label_catalog = build_source(cfg, out)
     summary.input = f"{cfg.input_kind}: " + str(cfg.archive or cfg.events or cfg.images
                                                  or out / "synthetic_archive")
     keys = source.chunks()
-    store = FeatureStore(out, fingerprint(cfg), fresh=cfg.fresh)
+    store = FeatureStore(out, fingerprint(cfg, featurizer), fresh=cfg.fresh)
     todo = store.todo(keys)
     summary.chunks, summary.chunks_resumed = len(keys), len(keys) - len(todo)
+    from engine.features import save_run_featurizer
+
+    save_run_featurizer(featurizer, out)
     times["setup"] = time.perf_counter() - t0
 
-    spec = FeatureSpec(weights=cfg.weights, feature_layer=cfg.feature_layer, fs=cfg.fs,
-                       device=device, batch=cfg.batch, precision=cfg.precision,
-                       tensorrt=cfg.tensorrt, label_catalog=label_catalog,
-                       images_dir=str(out / "images") if cfg.save_images else None)
     t0 = time.perf_counter()
     if cfg.scheduler or cfg.dask_local:
-        extract_dask(source, todo, spec, store, cfg.scheduler, cfg.dask_local)
+        extract_dask(source, todo, featurizer, store, cfg.scheduler, cfg.dask_local,
+                     label_catalog, device)
     else:
-        extract_local(source, todo, spec, store)
+        if todo:
+            featurizer = fitted(featurizer)
+        extract_local(source, todo, featurizer, store, label_catalog, device, cfg.batch)
     times["features"] = time.perf_counter() - t0
 
     X, meta, stats = store.gather(keys)
@@ -294,7 +299,7 @@ def run(cfg: RunConfig) -> RunSummary:
     t0 = time.perf_counter()
     from engine.clustering_stage import cluster_and_report
 
-    k_chosen, n_clusters = cluster_and_report(cfg, X, meta, source, spec, out, device)
+    k_chosen, n_clusters = cluster_and_report(cfg, X, meta, source, featurizer, out, device)
     summary.k_chosen, summary.clusters = k_chosen, n_clusters
     times["clustering+report"] = time.perf_counter() - t0
     _finish(summary, out)

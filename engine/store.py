@@ -26,7 +26,10 @@ import numpy as np
 from engine._util import atomic_path, atomic_write
 
 #: per-event metadata columns kept beside the features
-META_COLUMNS = ("event_id", "station", "channel", "start", "label", "chunk", "source")
+META_COLUMNS = ("event_id", "station", "channel", "start", "label", "chunk", "source",
+                "end", "duration", "amplitude", "snr")
+#: version of the part layout; part of every store fingerprint
+STORE_FORMAT = 2
 
 
 def part_name(key: str) -> str:
@@ -79,7 +82,9 @@ def write_part(parts_dir: str | os.PathLike, key: str, features: np.ndarray,
 def read_part(path: str | os.PathLike) -> dict[str, Any]:
     """Read one part: dict with key, features, meta (dict of lists) and stats."""
     with np.load(path, allow_pickle=False) as z:
-        meta = {col: [str(v) for v in z["meta_" + col]] for col in META_COLUMNS}
+        n = z["features"].shape[0]
+        meta = {col: ([str(v) for v in z["meta_" + col]] if "meta_" + col in z.files
+                      else [""] * n) for col in META_COLUMNS}
         return {"key": str(z["key"]), "features": z["features"], "meta": meta,
                 "stats": json.loads(str(z["stats"]))}
 
@@ -107,6 +112,7 @@ class FeatureStore:
         self.out = Path(out)
         self.root = self.out / "store"
         self.parts_dir = self.root / "parts"
+        fingerprint = {**fingerprint, "store_format": STORE_FORMAT}
         self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
         manifest = self.root / "manifest.json"
         if fresh and self.root.exists():

@@ -14,8 +14,14 @@ SHARED = Path(os.environ.get("MQE_SHARED", ROOT.parent / "shared"))
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` (CI has it); tests that need it skip with a reason if absent."""
+    """``../shared/data``: CI has it, so there a missing folder fails the tests loudly.
+
+    Outside CI (``CI`` unset) the real-data tests skip with the reason.
+    """
     data = SHARED / "data"
     if not data.is_dir():
-        pytest.skip(f"shared test data not found at {data} (set MQE_SHARED)")
+        msg = f"shared test data not found at {data} (set MQE_SHARED)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + ": CI must have it", pytrace=False)
+        pytest.skip(msg)
     return data

@@ -63,7 +63,7 @@ def test_bad_weights_and_times_are_caught_before_any_work(tmp_path):
     notes.write_text("x")
     with pytest.raises(ValueError, match="--weights .*notes.txt.*MATLAB"):
         parse_args(["--weights", str(notes)])
-    with pytest.raises(ValueError, match="--starttime 'yesterday' is not a time"):
+    with pytest.raises(ValueError, match="--starttime: bad time 'yesterday'"):
         parse_args(["--starttime", "yesterday"])
 
 

@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 
-from engine.pipeline import FeatureSpec, events_to_images
+from engine.features.base import images_of
 
 
 @pytest.fixture
@@ -43,8 +43,8 @@ def test_gpu_code_path_gives_the_cpu_images_and_features(numpy_as_cupy, tmp_path
     source = open_source(archive=str(archive))
     events = [e for key in source.chunks() for e in source.read_chunk(key).events]
     assert len(events) >= 8
-    cpu = events_to_images(events, FeatureSpec(device="cpu"))
-    gpu = np.asarray(events_to_images(events, FeatureSpec(device="cuda")))
+    cpu = images_of(events, 100.0, "cpu")
+    gpu = np.asarray(images_of(events, 100.0, "cuda"))
     assert gpu.shape == cpu.shape and gpu.dtype == np.uint8
     diff = np.abs(gpu.astype(np.int16) - cpu.astype(np.int16))
     # stated tolerance: colour levels differ by at most 1, in under 0.1% of pixels

@@ -87,12 +87,12 @@ def test_interrupted_run_loses_only_the_chunk_in_flight(tmp_path, monkeypatch,
     real = pipeline.compute_chunks
     calls = {"n": 0, "done": 0}
 
-    def dying(results, spec, parts_dir, t_reads=None):
+    def dying(results, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # killed in the middle of the third group of chunks
         calls["done"] += len(results)
-        return real(results, spec, parts_dir, t_reads)
+        return real(results, *args, **kwargs)
 
     monkeypatch.setattr("engine.run.compute_chunks", dying)
     assert main(argv + ["--batch", "4"]) == 130
@@ -213,11 +213,11 @@ def test_assign_new_events_to_a_saved_clustering(synthetic_run, tmp_path, capsys
     assert not (out / "model.npz").exists()  # assigning does not make a new model
     # a model built on other features is refused, naming the difference
     meta = json.loads((synthetic_run / "model.json").read_text())
-    meta["provenance"]["weights"] = "other.safetensors"
+    meta["provenance"]["features"]["weights"] = "sha256:0123456789abcdef"
     shutil.copy(model, tmp_path / "other.npz")
     (tmp_path / "other.json").write_text(json.dumps(meta))
     assert main(argv + ["--assign-to", str(tmp_path / "other.npz")]) == 1
-    assert "weights='other.safetensors'" in capsys.readouterr().err
+    assert "weights: model 'sha256:0123456789abcdef'" in capsys.readouterr().err
 
 
 def test_methods_without_gpu_backend_cluster_on_the_cpu_in_a_cuda_run():

@@ -81,7 +81,11 @@ def open_source(*, archive=None, events=None, images=None, catalog=None,
                 resize_images: bool = True, **detector) -> EventSource:
     """Open the events a user holds as one :class:`EventSource`.
 
-    Exactly one of ``archive``, ``events`` and ``images`` is given.
+    Exactly one of ``archive``, ``events`` and ``images`` is given. Every
+    parameter is a flag of ``python -m engine.run`` except ``layout``,
+    ``n_samples`` and ``resize_images``, which are library-only (the main job
+    detects the layout and the sample axis, and resizes odd images with a
+    warning).
 
     Parameters
     ----------

@@ -23,6 +23,32 @@ from typing import Optional
 _LABEL_COLUMNS = ("label", "type", "class")
 
 
+def parse_time(value, what: str) -> float:
+    """POSIX seconds of a UTC time given as text (anything ObsPy's ``UTCDateTime`` reads).
+
+    The engine's one time parser: flags, catalogues and archive selections use it.
+
+    Parameters
+    ----------
+    value : str, float or UTCDateTime
+        The time.
+    what : str
+        Where it came from, for the message (``"--starttime"``, ``"cat.csv:4"``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` and the value.
+    """
+    from obspy import UTCDateTime
+
+    try:
+        return UTCDateTime(value).timestamp
+    except Exception:
+        raise ValueError(f"{what}: bad time {value!r} (expected ISO 8601 UTC, e.g. "
+                         "2017-08-10T04:02:15.2)") from None
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     """One catalogue row: onset (POSIX seconds), duration, label, station."""
@@ -62,8 +88,6 @@ def read_catalog(path) -> list[CatalogEntry]:
         If the header has no ``time`` column, the file has no rows, or a time or
         duration cannot be parsed (message: ``file:line: ...``).
     """
-    from obspy import UTCDateTime
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"catalogue {str(p)!r} does not exist")
@@ -86,12 +110,7 @@ def read_catalog(path) -> list[CatalogEntry]:
                 continue
             if len(row) < len(header):
                 row = row + [""] * (len(header) - len(row))
-            raw = row[it].strip()
-            try:
-                t = UTCDateTime(raw).timestamp
-            except Exception:
-                raise ValueError(f"{p}:{line}: bad time {raw!r} (expected ISO 8601 UTC, "
-                                 "e.g. 2017-08-10T04:02:15.2)") from None
+            t = parse_time(row[it].strip(), f"{p}:{line}")
             dur = None
             if idur is not None and row[idur].strip():
                 try:
