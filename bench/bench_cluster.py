@@ -1,10 +1,16 @@
-"""Benchmark: k-means fit and assignment of new events, FAISS (CPU) vs scikit-learn.
+"""Benchmark: k-means fit, assignment of new events and exact kNN: scikit-learn, FAISS, torch.
 
 Sizes 10^4, 10^5 and 10^6 events x 392 features (the CNN feature length);
-MQE_BENCH_SMOKE=1 uses 10^3 so the file runs in seconds. Each test times both
-backends in the same run and records sizes and the ratio sklearn / FAISS in
+MQE_BENCH_SMOKE=1 uses 10^3 so the file runs in seconds. Each test times the
+backends in the same run and records sizes and ratios in
 ``benchmark.extra_info`` (timings on a shared machine are noisy; ratios hold).
 Above 200,000 events the scikit-learn backend is ``MiniBatchKMeans``.
+
+The torch backend (issue 14): k-means on 10^6 x 392 (k=8) and exact kNN of
+10^5 queries against 10^6 events, on the CPU beside scikit-learn and FAISS,
+and on CUDA when torch sees a GPU (targets on one H200: k-means <= 1 s, kNN of
+10^6 queries <= 10 s; the 10^5-query figure scales linearly). Smoke sizes:
+k-means 2,000 events, kNN 200 queries against 2,000.
 """
 from __future__ import annotations
 
@@ -19,6 +25,9 @@ from engine.cluster import ClusterModel, KMeans
 
 SMOKE = os.environ.get("MQE_BENCH_SMOKE", "") not in ("", "0")
 SIZES = [1_000] if SMOKE else [10_000, 100_000, 1_000_000]
+TORCH_KMEANS_N = 2_000 if SMOKE else 1_000_000
+KNN_SIZES = (200, 2_000) if SMOKE else (100_000, 1_000_000)    # (queries, references)
+KNN_K = 10
 D, K = 392, 8
 
 
@@ -81,3 +90,87 @@ def test_assign(benchmark, n):
     print(f"\nassign n={n}: ClusterModel.assign {t_np:.3f} s ({n / t_np:,.0f} events/s), "
           f"faiss search {t_faiss:.3f} s, ratio {t_np / t_faiss:.2f}")
     assert agree > 0.999 and novel.mean() < 0.05
+
+
+def _cuda() -> bool:
+    from engine.cluster._torch import cuda_available
+    return cuda_available()
+
+
+def _sync() -> None:
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def test_torch_kmeans(benchmark):
+    """k-means k=8 on TORCH_KMEANS_N x 392: torch (CPU, and CUDA when present) vs sklearn/FAISS."""
+    n = TORCH_KMEANS_N
+    X, y = _data(n)
+    params = dict(n_init=3, max_iter=50, random_state=0)
+    sk, t_sk = _timed(lambda: KMeans(K, backend="sklearn", **params).fit(X))
+    fa, t_fa = _timed(lambda: KMeans(K, backend="faiss", **params).fit(X))
+    times = {}
+
+    def run_torch():
+        est, times["torch"] = _timed(lambda: KMeans(K, backend="torch", **params).fit(X))
+        return est
+
+    tc = benchmark.pedantic(run_torch, rounds=1, iterations=1)
+    info = {"n_events": n, "n_features": D, "k": K, "sklearn_s": t_sk, "faiss_s": t_fa,
+            "torch_cpu_s": times["torch"], "ratio_sklearn_over_torch_cpu": t_sk / times["torch"],
+            "ratio_faiss_over_torch_cpu": t_fa / times["torch"],
+            "inertia_torch_over_sklearn": tc.inertia_ / sk.inertia_,
+            "ari_torch": adjusted_rand_score(y, tc.labels_)}
+    if _cuda():
+        import torch
+
+        Xg = torch.from_numpy(X).cuda()
+        KMeans(K, **params).fit(Xg[:1000])                  # warm-up (CUDA context, kernels)
+        _sync()
+        gk, t_gpu = _timed(lambda: (KMeans(K, **params).fit(Xg), _sync())[0])
+        info.update(torch_cuda_s=t_gpu, ratio_torch_cpu_over_cuda=times["torch"] / t_gpu,
+                    ari_torch_cuda=adjusted_rand_score(y, gk.labels_))
+    benchmark.extra_info.update(info)
+    print(f"\ntorch k-means n={n}: sklearn {t_sk:.2f} s, faiss {t_fa:.2f} s, torch(cpu) "
+          f"{times['torch']:.2f} s" + (f", torch(cuda) {info['torch_cuda_s']:.3f} s"
+                                       if "torch_cuda_s" in info else ""))
+    assert info["ari_torch"] > 0.99
+    assert info["inertia_torch_over_sklearn"] < 1.01
+
+
+def test_knn_exact(benchmark):
+    """Exact 10-NN of KNN_SIZES[0] queries among KNN_SIZES[1] events: torch vs FAISS IndexFlatL2."""
+    import faiss
+
+    from engine.cluster import knn
+
+    nq, nr = KNN_SIZES
+    R, _ = _data(nr, seed=3)
+    Q, _ = _data(nq, seed=4)
+    index = faiss.IndexFlatL2(D)
+    index.add(R)
+    (_, i_fa), t_fa = _timed(lambda: index.search(Q, KNN_K))
+    times = {}
+
+    def run_torch():
+        out, times["torch"] = _timed(lambda: knn(Q, R, k=KNN_K))
+        return out
+
+    _, i_t = benchmark.pedantic(run_torch, rounds=1, iterations=1)
+    agree = float(np.mean(np.sort(i_t, axis=1) == np.sort(i_fa, axis=1)))
+    info = {"n_queries": nq, "n_refs": nr, "n_features": D, "k": KNN_K, "faiss_s": t_fa,
+            "torch_cpu_s": times["torch"], "ratio_faiss_over_torch_cpu": t_fa / times["torch"],
+            "queries_per_s_cpu": nq / times["torch"], "agree_with_faiss": agree}
+    if _cuda():
+        knn(Q[:100], R[:1000], k=KNN_K, device="cuda")   # warm-up
+        (_, i_g), t_gpu = _timed(lambda: knn(Q, R, k=KNN_K, device="cuda"))
+        (_, i_h), t_tf32 = _timed(lambda: knn(Q, R, k=KNN_K, device="cuda", precision="high"))
+        info.update(torch_cuda_s=t_gpu, queries_per_s_cuda=nq / t_gpu,
+                    agree_cuda_cpu=float(np.mean(i_g == i_t)), torch_cuda_tf32_s=t_tf32,
+                    agree_tf32_cpu=float(np.mean(i_h == i_t)),
+                    est_1e6_queries_s=min(t_gpu, t_tf32) * 1e6 / nq)
+    benchmark.extra_info.update(info)
+    print(f"\nkNN {nq} x {nr}: faiss {t_fa:.2f} s, torch(cpu) {times['torch']:.2f} s"
+          + (f", torch(cuda) {info['torch_cuda_s']:.3f} s" if "torch_cuda_s" in info else ""))
+    assert agree > 0.99

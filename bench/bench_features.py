@@ -2,8 +2,9 @@
 
 CPU: plain PyTorch fp32 (``SqueezeNetExtractor`` with channels_last and all
 cores) against a naive reference (the same network, contiguous NCHW, one
-image per call). GPU variants (fp32, fp16 autocast, TensorRT fp16) run when
-CUDA is present and are skipped with the reason otherwise.
+image per call). GPU variants (strict fp32, tf32, fp16 and bf16 autocast,
+TensorRT fp16) run when CUDA is present and are skipped with the reason
+otherwise; each reports its error against the CPU.
 
 ``MQE_BENCH_SMOKE=1`` uses a handful of images so the file runs in seconds.
 """
@@ -62,7 +63,8 @@ def test_cpu_fp32(benchmark, images):
 
 
 @pytest.mark.skipif(NO_CUDA, reason="no CUDA GPU: GPU fp32/fp16/TensorRT benchmarks skipped")
-@pytest.mark.parametrize("precision, tensorrt", [("fp32", False), ("fp16", False),
+@pytest.mark.parametrize("precision, tensorrt", [("fp32", False), ("tf32", False),
+                                                 ("fp16", False), ("bf16", False),
                                                  ("fp16", True)])
 def test_gpu(benchmark, images, precision, tensorrt):
     if tensorrt:

@@ -1,43 +1,194 @@
 #!/usr/bin/env bash
-# The device check for a lent GPU, as one short script (device tool: command
-# "bash bench/gpu_check.sh", carry [".whl"], timeout_s 540). It runs the GPU
-# tests (real CuPy/Numba CUDA superlets and images, CUDA CNN paths), the GPU
-# benchmarks beside their CPU baselines on the same machine, and the main job
-# with --device cuda vs --device cpu on a small synthetic archive; everything
-# lands in $OUT (bench/results/ when run by hand). Fill .whl first with
-# bench/gpu_wheels.sh.
+# The one prepared device check for a lent GPU (device tool: command
+# "bash bench/gpu_check.sh", carry [".whl"], timeout_s 540; fill .whl first with
+# bench/gpu_wheels.sh). It runs, each step guarded by its own timeout so that one
+# failure does not stop the rest (about 7.5 minutes at most):
+#   1. the GPU tests (fused CUDA kernel, superlet/images on CuPy, CNN precisions);
+#   2. superlet kernel rates by batch size (paper parameters, 6000 samples) and
+#      the CPU rate on all cores in the same run;
+#   3. event_images images/s on the GPU (RGB and grey);
+#   4. CNN images/s by precision from GPU memory, with the error vs the CPU;
+#   5. the main job, --device cuda vs --device cpu, on a small synthetic archive.
+# It prints a table and writes it, with the logs and a JSON of the rates, under
+# $OUT (bench/results/ when run by hand). Without a CUDA device it says so and
+# exits 0 (a dry run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "gpu_check: no CUDA device here (nvidia-smi missing or sees no GPU): nothing measured"
+    exit 0
+fi
 if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" MQE_NO_PROGRESS=1 PYTHONUNBUFFERED=1
 tag="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')_$(date +%F)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu-$tag.txt"
-python3 -c "import torch, cupy, numba; print('torch', torch.__version__, 'cupy', cupy.__version__, 'numba', numba.__version__)" >> "$OUT/gpu-$tag.txt"
+SUM="$OUT/gpu-$tag.txt"
+LOG="$OUT/gpu-steps-$tag.log"
+JSON="$OUT/gpu-rates-$tag.json"
+: > "$LOG"
+: > "$JSON"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$SUM"
+"$PY" -c "import numpy, torch, cupy; print('numpy', numpy.__version__, 'torch', torch.__version__, 'cupy', cupy.__version__)" >> "$SUM" 2>&1
 
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_superlet.py tests/test_images.py \
-    tests/test_features.py tests/test_gpu_path.py -k "cuda or gpu" > "$OUT/gpu-tests-$tag.log" 2>&1
-echo "gpu tests rc=$?" | tee -a "$OUT/gpu-$tag.txt"
+STEPS=$(mktemp /tmp/gpu_check_steps.XXXX.py)
+cat > "$STEPS" <<'PY'
+"""Measurement steps of bench/gpu_check.sh: python STEPS.py NAME JSON."""
+import json, os, sys, time
+import numpy as np
 
-timeout 240 python3 -m pytest -q -p no:cacheprovider bench/bench_superlet.py bench/bench_features.py \
-    --benchmark-json "$OUT/gpu-bench-$tag.json" -s > "$OUT/gpu-bench-$tag.log" 2>&1
-echo "gpu bench rc=$?" | tee -a "$OUT/gpu-$tag.txt"
-python3 bench/report.py "$OUT/gpu-bench-$tag.json" -o "$OUT/gpu-bench-$tag.md"
+name, out = sys.argv[1], sys.argv[2]
+FS, N = 100.0, 6000
 
-for dev in cuda cpu; do
-    /usr/bin/time -v timeout 120 python3 -m engine.run --out "/tmp/mqe-$dev" --synthetic-days 0.25 \
-        --device "$dev" --k 3 --no-report > "/tmp/mqe-$dev.log" 2>&1
-    echo "engine.run --device $dev rc=$?" | tee -a "$OUT/gpu-$tag.txt"
-    grep -E "events|time per stage|throughput|Maximum resident" "/tmp/mqe-$dev.log" >> "$OUT/gpu-$tag.txt"
-done
-python3 - "$OUT/gpu-$tag.txt" <<'PY' >> "$OUT/gpu-$tag.txt"
-import csv, sys
-a = [r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cuda/assignments.csv"))]
-b = [r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cpu/assignments.csv"))]
-print(f"cuda vs cpu assignments: {sum(x == y for x, y in zip(a, b))}/{len(b)} equal, {len(a)} vs {len(b)} events")
+
+def record(**kw):
+    kw["step"] = name
+    with open(out, "a") as fh:
+        fh.write(json.dumps(kw) + "\n")
+    print(json.dumps(kw), flush=True)
+
+
+def events(n, seed=0, ragged=False):
+    rng = np.random.default_rng(seed)
+    t = np.arange(N) / FS
+    x = rng.standard_normal((n, N))
+    x += 10 * np.sin(2 * np.pi * 3 * t) * np.exp(-((t - t[-1] / 3) ** 2) / 20)
+    if not ragged:
+        return x.astype(np.float32)
+    lens = rng.integers(N // 2, N + 1, n)
+    return [np.r_[x[i, :lens[i]], np.full(N - lens[i], x[i, lens[i] - 1])] for i in range(n)]
+
+
+def best(fn, sync, reps=3):
+    fn(); sync()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+if name == "kernels":
+    import cupy as cp
+    from engine.images import DEFAULT_FREQS
+    from engine.superlet import superlet
+    from kernels.superlet_gpu import fused_status, superlet_gpu
+    from kernels.wavelets import wavelet_bank
+    record(fused=fused_status(cp)[1])
+    sync = cp.cuda.Device().synchronize
+    host = events(1024, seed=1)
+    ref = superlet(host[:2], FS, DEFAULT_FREQS)
+    got = cp.asnumpy(superlet(cp.asarray(host[:2]), FS, DEFAULT_FREQS, device="cuda"))
+    record(max_rel_err_vs_cpu=float((np.abs(got - ref).max(-1) / np.abs(ref).max(-1)).max()))
+    bank = wavelet_bank(FS, DEFAULT_FREQS, 3.0, (10, 20), N, True, np.float32)
+    for b in (16, 64, 256, 1024):  # the kernel on device-resident traces
+        xd = cp.asarray(host[:b])
+        t = best(lambda: superlet_gpu(xd, bank, xp=cp), sync)
+        record(batch=b, events_per_s=b / t)
+    t = best(lambda: superlet(host[:256], FS, DEFAULT_FREQS, device="cuda"), sync)
+    record(api_batch=256, api_events_per_s=256 / t)  # public API from host arrays
+    n_cpu = 32
+    t = best(lambda: superlet(host[:n_cpu], FS, DEFAULT_FREQS), lambda: None, reps=1)
+    record(cpu_cores=os.cpu_count(), cpu_events_per_s=n_cpu / t)
+elif name == "images":
+    import cupy as cp
+    from engine.images import event_images
+    sync = cp.cuda.Device().synchronize
+    tr = events(512, seed=2, ragged=True)
+    for cm in (True, False):
+        t = best(lambda: event_images(tr, device="cuda", colormap=cm, show_progress=False),
+                 sync, reps=2)
+        record(colormap=cm, images_per_s=len(tr) / t)
+    g = cp.asnumpy(event_images(tr[:8], device="cuda", show_progress=False))
+    c = event_images(tr[:8], show_progress=False)
+    d = np.abs(g.astype(int) - c.astype(int))
+    record(image_max_level_diff=int(d.max()), image_pixels_differing=float((d > 0).mean()))
+elif name == "cnn":
+    import torch
+    from engine.features.extractor import SqueezeNetExtractor
+    imgs = np.random.default_rng(0).integers(0, 256, (2048, 227, 227, 3), dtype=np.uint8)
+    cpu = SqueezeNetExtractor(weights="random", batch_size=64).fit().transform(imgs[:16])
+    dev = torch.from_numpy(imgs).cuda()
+    for prec in ("fp32", "tf32", "fp16", "bf16"):
+        try:
+            ext = SqueezeNetExtractor(weights="random", device="cuda", batch_size=256,
+                                      precision=prec, output="torch").fit()
+            t = best(lambda: ext.transform(dev), torch.cuda.synchronize)
+            f = ext.transform(dev[:16]).cpu().numpy()
+            record(precision=prec, images_per_s=len(imgs) / t,
+                   rel_err_vs_cpu=float(np.abs(f - cpu).max() / np.abs(cpu).max()))
+        except Exception as exc:  # one precision failing must not hide the others
+            record(precision=prec, error=f"{type(exc).__name__}: {exc}"[:300])
 PY
-cat "$OUT/gpu-$tag.txt"
+
+step() {  # step NAME SECONDS COMMAND...: run guarded, log, note rc
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name ($(date +%T))" >> "$LOG"
+    local t0=$SECONDS
+    timeout "$limit" "$@" >> "$LOG" 2>&1
+    local rc=$?
+    echo "step $name: rc=$rc, $((SECONDS - t0)) s" | tee -a "$SUM"
+    return 0
+}
+
+step tests 100 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels_cuda.py \
+    tests/test_superlet.py tests/test_images.py tests/test_gpu_path.py tests/test_features.py \
+    -k "cuda or gpu or kernel"
+step kernels 100 "$PY" "$STEPS" kernels "$JSON"
+step images 60 "$PY" "$STEPS" images "$JSON"
+step cnn 60 "$PY" "$STEPS" cnn "$JSON"
+for dev in cuda cpu; do
+    rm -rf "/tmp/mqe-$dev"
+    step "run-$dev" 75 /usr/bin/time -v "$PY" -m engine.run --out "/tmp/mqe-$dev" \
+        --synthetic-days 0.25 --device "$dev" --k 3 --no-report
+done
+rm -f "$STEPS"
+
+"$PY" - "$JSON" "$LOG" >> "$SUM" 2>&1 <<'PY'
+import csv, json, re, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| what | figure |\n| --- | --- |")
+for r in rows:
+    s = r["step"]
+    if "batch" in r:
+        print(f"| superlet GPU kernel, batch {r['batch']} | {r['events_per_s']:,.0f} events/s |")
+    elif "api_batch" in r:
+        print(f"| superlet(device='cuda') from host, batch {r['api_batch']} | "
+              f"{r['api_events_per_s']:,.0f} events/s |")
+    elif "cpu_events_per_s" in r:
+        print(f"| superlet CPU, {r['cpu_cores']} cores | {r['cpu_events_per_s']:,.1f} events/s |")
+    elif "fused" in r:
+        print(f"| superlet GPU path | {r['fused']} |")
+    elif "max_rel_err_vs_cpu" in r:
+        print(f"| superlet GPU vs CPU | max rel err {r['max_rel_err_vs_cpu']:.1e} |")
+    elif s == "images" and "images_per_s" in r:
+        kind = "RGB" if r["colormap"] else "grey"
+        print(f"| event_images GPU ({kind}) | {r['images_per_s']:,.0f} images/s |")
+    elif "image_max_level_diff" in r:
+        print(f"| images GPU vs CPU | max {r['image_max_level_diff']} level(s), "
+              f"{r['image_pixels_differing']:.1e} of pixels |")
+    elif s == "cnn":
+        fig = (f"{r['images_per_s']:,.0f} images/s, rel err {r['rel_err_vs_cpu']:.1e}"
+               if "images_per_s" in r else r["error"])
+        print(f"| CNN {r['precision']} from GPU memory | {fig} |")
+log = open(sys.argv[2]).read()
+for dev in ("cuda", "cpu"):
+    part = log.split(f"=== run-{dev}")[-1].split("===")[0] if f"=== run-{dev}" in log else ""
+    wall = re.search(r"Elapsed \(wall clock\) time.*?\): ([\d:.]+)", part)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", part)
+    print(f"| main job --device {dev} | {wall.group(1) if wall else 'n/a'} wall, "
+          f"{int(rss.group(1)) // 1024 if rss else 'n/a'} MB peak |")
+try:
+    a = [r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cuda/assignments.csv"))]
+    b = [r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cpu/assignments.csv"))]
+    print(f"| main job cuda vs cpu | {sum(x == y for x, y in zip(a, b))}/{len(b)} assignments "
+          f"equal, {len(a)} vs {len(b)} events |")
+except OSError as exc:
+    print(f"| main job cuda vs cpu | not compared: {exc} |")
+PY
+cat "$SUM"

@@ -14,3 +14,10 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     obspy mat-io kmedoids openTSNE faiss-cpu dask distributed sqlalchemy greenlet \
     decorator partd locket zict tblib tornado
 du -sh .whl
+# the device tool carries at most 64 MiB with the tree; issue 12 keeps the wheels under 40 MB
+total=$(du -sb .whl | cut -f1)
+if [ "$total" -gt 40000000 ]; then
+    echo "gpu_wheels: .whl holds $((total / 1000000)) MB, over the 40 MB budget: drop wheels" \
+         "that bench/gpu_check.sh does not need" >&2
+    exit 1
+fi

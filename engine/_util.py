@@ -1,10 +1,13 @@
-"""Small shared helpers: optional imports and progress bars."""
+"""Small shared helpers: optional imports, logging, progress bars, atomic writes."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 import threading
+import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from importlib import import_module
@@ -46,19 +49,110 @@ def require(module: str, extra: str = "gpu", feature: str | None = None) -> Modu
         ) from exc
 
 
+#: the one format of every message of the package (and of captured warnings)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%Y-%m-%dT%H:%M:%SZ"
+
+logger = logging.getLogger("engine")
+_log = logging.getLogger("engine.progress")
+_HANDLER_FLAG = "_mqe_handler"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` replacement: one log line, no source line."""
+    name = getattr(category, "__name__", "Warning")
+    module = Path(str(filename)).stem if filename else "?"
+    lines = str(message).strip().splitlines() or [""]
+    more = f" (+{len(lines) - 1} more line(s))" if len(lines) > 1 else ""
+    logging.getLogger("py.warnings").warning("%s: %s%s (from %s)", name, lines[0][:500],
+                                             more, module)
+
+
+def configure_logging(level: int | str = logging.INFO, stream=None,
+                      capture_warnings: bool = True) -> logging.Handler:
+    """Send the package's log records (``engine.*``) and Python warnings to ``stream``.
+
+    CLIs call this once at start-up. Every message gets the same format
+    (:data:`LOG_FORMAT`, times in UTC). With ``capture_warnings`` the
+    :mod:`warnings` of the package and of the libraries it uses (including
+    those raised in Dask worker threads of this process) are routed through
+    :func:`logging.captureWarnings` to the ``py.warnings`` logger and shown as
+    one line each, without the source line. Calling it again replaces the
+    handler it installed (no duplicated lines). Records still propagate to the
+    root logger, so an application that configures the root itself should not
+    call this.
+
+    Parameters
+    ----------
+    level : int or str
+        Level of the ``engine`` logger (default INFO).
+    stream : file-like, optional
+        Where to write (default ``sys.stderr`` at the time of the call).
+    capture_warnings : bool
+        Route :mod:`warnings` through logging.
+
+    Returns
+    -------
+    logging.Handler
+        The handler installed on the ``engine`` and ``py.warnings`` loggers.
+
+    Examples
+    --------
+    >>> import io, logging
+    >>> buf = io.StringIO()
+    >>> _ = configure_logging(stream=buf)
+    >>> logging.getLogger("engine.demo").info("hello")
+    >>> buf.getvalue().split(" ", 1)[1].strip()
+    'INFO engine.demo: hello'
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    fmt = logging.Formatter(LOG_FORMAT, LOG_DATEFMT)
+    fmt.converter = time.gmtime
+    handler.setFormatter(fmt)
+    setattr(handler, _HANDLER_FLAG, True)
+    for name in ("engine", "py.warnings"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if getattr(h, _HANDLER_FLAG, False):
+                lg.removeHandler(h)
+        lg.addHandler(handler)
+        lg.setLevel(level)
+    if capture_warnings:
+        logging.captureWarnings(True)
+        warnings.showwarning = _show_warning
+    return handler
+
+
 _QUIET = threading.local()
 
 
 def progress_enabled() -> bool:
-    """Whether progress bars are shown (off with MQE_NO_PROGRESS=1 or inside quiet())."""
+    """Whether progress bars are drawn.
+
+    Bars are drawn only when standard error is a terminal, or when asked for
+    with ``MQE_PROGRESS=1``; ``MQE_NO_PROGRESS=1`` turns them off in any case,
+    and so does :func:`quiet`. Without bars, :func:`progress` logs one line per
+    stage instead (no carriage returns in log files).
+    """
     if os.environ.get("MQE_NO_PROGRESS", "") not in ("", "0"):
         return False
-    return not getattr(_QUIET, "depth", 0)
+    if getattr(_QUIET, "depth", 0):
+        return False
+    if os.environ.get("MQE_PROGRESS", "") not in ("", "0"):
+        return True
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _quiet_now() -> bool:
+    return bool(getattr(_QUIET, "depth", 0))
 
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Silence the progress bars of inner stages (the caller shows one bar)."""
+    """Silence the progress bars and stage lines of inner stages (the caller shows one)."""
     _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
     try:
         yield
@@ -66,29 +160,56 @@ def quiet() -> Iterator[None]:
         _QUIET.depth -= 1
 
 
+def _logged(iterable: Iterable[T], desc: str, total: int | None, unit: str) -> Iterator[T]:
+    """Iterate, then log one line: what the stage did and how long it took."""
+    t0 = time.perf_counter()
+    n = 0
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    _log.debug("%s: started (%s %s)", desc or "stage", "?" if total is None else total, unit)
+    for item in iterable:
+        n += 1
+        yield item
+    _log.info("%s: %d %s in %.1f s", desc or "stage", n, unit, time.perf_counter() - t0)
+
+
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None,
              unit: str = "it", disable: bool | None = None) -> Iterator[T]:
-    """Wrap an iterable in a tqdm progress bar written to stderr.
+    """Iterate with a progress bar on a terminal, else with one log line per stage.
 
     Parameters
     ----------
     iterable : iterable
         What to iterate.
     desc : str
-        Label of the bar.
+        Name of the stage (bar label, log line).
     total : int, optional
         Number of items when ``len`` is not available.
     unit : str
         Unit shown in the bar.
     disable : bool, optional
         Force the bar off (``True``) or on (``False``); by default it follows
-        :func:`progress_enabled`.
-    """
-    from tqdm.auto import tqdm
+        :func:`progress_enabled`. Without a bar, a line
+        ``"<desc>: <n> <unit> in <t> s"`` is logged (INFO, logger
+        ``engine.progress``) when the iteration ends, unless inside :func:`quiet`.
 
+    Returns
+    -------
+    iterator
+        The items of ``iterable``.
+    """
     if disable is None:
         disable = not progress_enabled()
-    return iter(tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable,
+    if disable:
+        if _quiet_now():
+            return iter(iterable)
+        return _logged(iterable, desc, total, unit)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, desc=desc, total=total, unit=unit, disable=False,
                      file=sys.stderr, dynamic_ncols=True, leave=False))
 
 

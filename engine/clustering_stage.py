@@ -111,9 +111,34 @@ def check_model_features(path: str, featurizer: Featurizer):
     return model
 
 
+def _num(text: str) -> Optional[float]:
+    try:
+        return float(text) if text not in ("", None) else None
+    except ValueError:
+        return None
+
+
+def _event_meta(meta: dict[str, list[str]], i: int) -> dict[str, Any]:
+    """The report's record of store row ``i`` (numbers parsed, blanks as None)."""
+    return {"event_id": meta["event_id"][i], "station": meta["station"][i],
+            "channel": meta["channel"][i], "start": meta["start"][i],
+            "end": meta["end"][i], "duration": _num(meta["duration"][i]),
+            "amplitude": _num(meta["amplitude"][i]), "snr": _num(meta["snr"][i]),
+            "label": meta["label"][i] or None}
+
+
+def _remove_stale_model(out: Path, keep: str) -> None:
+    """Delete an earlier clustering of this folder: an assigning run makes none."""
+    keep_path = Path(keep).resolve()
+    for suffix in (".npz", ".json"):
+        p = out / f"model{suffix}"
+        if p.exists() and p.resolve() != keep_path.with_suffix(suffix):
+            p.unlink()
+
+
 def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]], source,
                        featurizer: Featurizer, out: Path, device: str
-                       ) -> tuple[Optional[int], int]:
+                       ) -> tuple[Optional[int], int, int]:
     """Cluster the stored features and write every output of the run.
 
     Returns
@@ -122,6 +147,9 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
         k picked by silhouette (None when k was fixed or the method needs none).
     n_clusters : int
         Number of clusters found (noise label -1 excluded).
+    n_novel : int
+        Events in none of the clusters (-1: novel under ``--assign-to``, noise
+        for HDBSCAN and graph families).
     """
     from engine.cluster import (ClusterModel, cluster_indices, label_scores, make_clusterer,
                                 scan_k)
@@ -142,6 +170,7 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
                              f"{X.shape[1]}")
         labels, distances, _ = model.assign(X)
         est = None
+        _remove_stale_model(out, cfg.assign_to)
     elif cfg.method == "hdbscan":
         est = make_clusterer("hdbscan", random_state=seed, device=device).fit(X)
         labels = np.asarray(est.labels_)
@@ -176,9 +205,7 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
         model.save(out / "model")
         _, distances, _ = model.assign(X)
 
-    events_meta = [{"event_id": meta["event_id"][i], "station": meta["station"][i],
-                    "start": meta["start"][i], "label": meta["label"][i] or None}
-                   for i in range(n)]
+    events_meta = [_event_meta(meta, i) for i in range(n)]
     fetch = EventFetcher(source, meta, cfg.fs)
     write_outputs(out, X, labels, events_meta, scan=scan, indices=indices,
                   label_scores=scores, memberships=getattr(est, "membership_", None),
@@ -187,5 +214,6 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
                   config={**cfg.to_dict(), "featurizer": featurizer.provenance()},
                   centers=model.centers if cfg.assign_to else None,
                   method=f"assigned to {cfg.assign_to}" if cfg.assign_to else cfg.method,
-                  random_state=seed, report=cfg.report)
-    return k_chosen, len(found)
+                  random_state=seed, report=cfg.report, assign_to=cfg.assign_to,
+                  bandpass=(cfg.freqmin or None, cfg.freqmax or None))
+    return k_chosen, len(found), int((labels == -1).sum())

@@ -154,6 +154,10 @@ class RunConfig:
     # --- execution -------------------------------------------------------------------
     device: str = _f("auto", "where to compute ('auto': CUDA when a GPU and CuPy are "
                      "available)", "execution", None, DEVICES)
+    workers: int = _f(0, "worker processes of the feature stage (0: automatic; on the CPU "
+                      "one per core, each reading, detecting and featurizing groups of "
+                      "chunks on its own cores; on CUDA cores - 1 reader processes feeding "
+                      "the GPU; 1: all in this process)", "execution", "N")
     scheduler: Optional[str] = _f(None, "address of a Dask scheduler: per-chunk work "
                                   "runs as distributed tasks", "execution", "ADDRESS")
     dask_local: int = _f(0, "start a local Dask cluster with N worker processes "
@@ -204,7 +208,7 @@ class RunConfig:
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"--{_flag(name)} must be a positive number; got {v!r}")
         for name in ("freqmin", "freqmax", "min_duration", "pre", "post", "dask_local",
-                     "max_gap"):
+                     "max_gap", "workers"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"--{_flag(name)} must be >= 0; got {v!r}")

@@ -8,6 +8,7 @@ figures and ``report.html``. ``python -m engine.run --help`` lists every flag.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-from engine._util import atomic_write, progress
+from engine._util import atomic_write, configure_logging, progress
 from engine.config import RunConfig, parse_args
 from engine.features.base import Featurizer
 from engine.pipeline import compute_chunks, fitted, process_chunks
 from engine.store import FeatureStore
 
+
+log = logging.getLogger(__name__)
 
 #: consecutive chunks computed together by one Dask task
 DASK_GROUP = 8
@@ -44,6 +47,11 @@ class RunSummary:
     skipped: list = field(default_factory=list)
     clusters: int = 0
     k_chosen: Optional[int] = None
+    workers: int = 0
+    busy_seconds: dict = field(default_factory=dict)
+    unclustered: int = 0
+    assigned: bool = False
+    report: str = ""
     stage_seconds: dict = field(default_factory=dict)
     out: str = ""
 
@@ -66,6 +74,10 @@ class RunSummary:
         lines.append(f"  clusters         {self.clusters}"
                      + (f" (k chosen by silhouette: {self.k_chosen})" if self.k_chosen else ""))
         lines.append("  time per stage   " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()))
+        if self.busy_seconds:
+            lines.append("  feature stage    " + ", ".join(
+                f"{k} {v:.1f} s" for k, v in self.busy_seconds.items())
+                + f" (busy time summed over {max(self.workers, 1)} worker(s))")
         done = self.chunks - self.chunks_resumed
         if self.events and done:
             lines.append(f"  throughput       {self.events_computed / max(t.get('features', 0), 1e-9):.2f}"
@@ -74,7 +86,14 @@ class RunSummary:
                          "events/s overall")
         elif self.events:
             lines.append("  throughput       (every chunk resumed from the store)")
+        if self.assigned:
+            lines.append(f"  novel events     {self.unclustered} (cluster -1: none of the "
+                         "known families)")
+        elif self.unclustered:
+            lines.append(f"  unclustered      {self.unclustered} (cluster -1)")
         lines.append(f"  outputs          {self.out}")
+        if self.report:
+            lines.append(f"  report           {self.report}")
         return "\n".join(lines)
 
 
@@ -137,8 +156,8 @@ def ensure_synthetic_archive(cfg: RunConfig, out: Path) -> Path:
         import shutil
 
         shutil.rmtree(tmp)
-    print(f"generating the embedded synthetic archive ({cfg.synthetic_days} day(s), "
-          f"{cfg.synthetic_stations} station(s)) in {target}", file=sys.stderr)
+    log.info(f"generating the embedded synthetic archive ({cfg.synthetic_days} day(s), "
+          f"{cfg.synthetic_stations} station(s)) in {target}")
     write_archive(tmp, days=cfg.synthetic_days, stations=cfg.synthetic_stations,
                   seed=cfg.seed, rate=cfg.synthetic_rate)
     (tmp / ".complete").write_text(json.dumps(wanted))
@@ -165,15 +184,11 @@ def fingerprint(cfg: RunConfig, featurizer: Featurizer) -> dict[str, Any]:
 
 
 def extract_local(source, todo: list[str], featurizer: Featurizer, store: FeatureStore,
-                  label_catalog: Optional[str] = None, device: str = "cpu",
-                  batch: int = 32) -> None:
+                  label_catalog: Optional[str] = None, batch_target: int = 1) -> None:
     """Process chunks in this process; a reader thread prefetches the next chunk.
 
-    On CUDA, chunks are computed in groups of at least ``spec.batch`` events (or
-    64 chunks) so that GPU batches stay full, then one part per chunk is written.
-    On the CPU each chunk is computed alone: grouping gained nothing there
-    (7 station-days, one run each: 39-42 s alone vs 43-47 s grouped, and about
-    200 MB more peak memory grouped).
+    Chunks are gathered until they hold ``batch_target`` events (or 64 chunks),
+    computed together, and written as one part per chunk.
     """
     if not todo:
         return
@@ -185,7 +200,6 @@ def extract_local(source, todo: list[str], featurizer: Featurizer, store: Featur
         nxt = pool.submit(read, todo[0])
         group: list = []
         reads: list[float] = []
-        target = batch if device == "cuda" else 1
         bar = progress(range(len(todo)), desc="chunks", unit="chunk")
         for i in bar:
             res, t_read = nxt.result()
@@ -194,9 +208,25 @@ def extract_local(source, todo: list[str], featurizer: Featurizer, store: Featur
             group.append(res)
             reads.append(t_read)
             n_events = sum(len(r.events) for r in group)
-            if n_events >= target or len(group) >= 64 or i + 1 == len(todo):
+            if n_events >= batch_target or len(group) >= 64 or i + 1 == len(todo):
                 compute_chunks(group, featurizer, store.parts_dir, reads, label_catalog)
                 group, reads = [], []
+
+
+def extract_parallel(plan, source, todo: list[str], featurizer: Featurizer,
+                     store: FeatureStore, label_catalog: Optional[str] = None) -> None:
+    """Process chunks with the worker processes of ``plan`` (:mod:`engine.parallel`)."""
+    from engine import parallel
+
+    ticks = iter(progress(range(len(todo)), desc="chunks", unit="chunk"))
+
+    def advance(n: int) -> None:
+        for _ in range(n):
+            next(ticks, None)
+
+    runner = parallel.run_gpu if plan.device == "cuda" else parallel.run_cpu
+    runner(plan, source, todo, featurizer, str(store.parts_dir), label_catalog, advance)
+    advance(len(todo))  # close the bar (every chunk is done)
 
 
 def extract_dask(source, todo: list[str], featurizer: Featurizer, store: FeatureStore,
@@ -222,6 +252,7 @@ def extract_dask(source, todo: list[str], featurizer: Featurizer, store: Feature
                                                processes=True, dashboard_address=None)
         client = distributed.Client(cluster)
     try:
+        client.run(_configure_worker_logging)  # workers' warnings in one format
         src = client.scatter(source, broadcast=True)
         groups = [todo[i:i + DASK_GROUP] for i in range(0, len(todo), DASK_GROUP)]
         from sklearn.base import clone
@@ -238,6 +269,10 @@ def extract_dask(source, todo: list[str], featurizer: Featurizer, store: Feature
             cluster.close()
 
 
+def _configure_worker_logging() -> None:
+    configure_logging()  # (returns a handler, which cannot travel back from a worker)
+
+
 def run(cfg: RunConfig) -> RunSummary:
     """Run the whole job for a validated configuration; returns its summary."""
     cfg.validate()
@@ -247,6 +282,10 @@ def run(cfg: RunConfig) -> RunSummary:
     times = summary.stage_seconds
     device = resolve_device(cfg.device)
     summary.device = device
+    if device == "cuda":
+        from engine.superlet import check_device
+
+        log.info("superlet on the GPU: %s", check_device(device))  # compiles once, here
     cfg.save(out / "config.toml")
 
     featurizer = cfg.featurizer(device, str(out / "images") if cfg.save_images else None)
@@ -273,10 +312,18 @@ def run(cfg: RunConfig) -> RunSummary:
     if cfg.scheduler or cfg.dask_local:
         extract_dask(source, todo, featurizer, store, cfg.scheduler, cfg.dask_local,
                      label_catalog, device)
-    else:
-        if todo:
-            featurizer = fitted(featurizer)
-        extract_local(source, todo, featurizer, store, label_catalog, device, cfg.batch)
+    elif todo:
+        from engine.parallel import make_plan
+
+        plan = make_plan(device, cfg.workers, len(todo), cfg.batch)
+        summary.workers = plan.workers
+        if plan.device == "cuda" or plan.workers == 1:
+            featurizer = fitted(featurizer)  # the GPU consumer / the one worker is here
+        if plan.workers == 1:
+            extract_local(source, todo, featurizer, store, label_catalog,
+                          plan.batch_target)
+        else:
+            extract_parallel(plan, source, todo, featurizer, store, label_catalog)
     times["features"] = time.perf_counter() - t0
 
     X, meta, stats = store.gather(keys)
@@ -285,9 +332,16 @@ def run(cfg: RunConfig) -> RunSummary:
     for key, st in zip(keys, stats):
         if key in todo_set:
             summary.events_computed += st.get("events", 0)
+            for name, sec in st.items():
+                if name.startswith("t_") and name != "t_total":
+                    stage = "read+detect" if name == "t_read" else name[2:]
+                    summary.busy_seconds[stage] = summary.busy_seconds.get(stage, 0.0) + sec
         summary.files_read += st.get("files_read", 0)
         summary.samples += st.get("samples", 0)
         summary.skipped.extend(tuple(s) for s in st.get("skipped", []))
+    from engine.sources.base import unique_skipped
+
+    summary.skipped = list(unique_skipped(summary.skipped))  # a file spans many chunks
     summary.events = X.shape[0]
     if summary.events == 0:
         _finish(summary, out)
@@ -299,8 +353,10 @@ def run(cfg: RunConfig) -> RunSummary:
     t0 = time.perf_counter()
     from engine.clustering_stage import cluster_and_report
 
-    k_chosen, n_clusters = cluster_and_report(cfg, X, meta, source, featurizer, out, device)
-    summary.k_chosen, summary.clusters = k_chosen, n_clusters
+    summary.k_chosen, summary.clusters, summary.unclustered = cluster_and_report(
+        cfg, X, meta, source, featurizer, out, device)
+    summary.assigned = bool(cfg.assign_to)
+    summary.report = str(out / "report.html") if cfg.report else ""
     times["clustering+report"] = time.perf_counter() - t0
     _finish(summary, out)
     return summary
@@ -315,6 +371,7 @@ def _finish(summary: RunSummary, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
+    configure_logging()
     try:
         cfg = parse_args(argv)
     except (ValueError, FileNotFoundError) as exc:

@@ -6,15 +6,18 @@ All parameters are checked here, once; the kernels in :mod:`kernels` trust them.
 """
 from __future__ import annotations
 
+import logging
 import math
 from numbers import Integral, Real
 from typing import Any, Sequence
 
 import numpy as np
 
-from kernels.wavelets import bank_layout, wavelet_bank
+from kernels.wavelets import cached_layout, wavelet_bank
 
-__all__ = ["superlet", "cwt", "check_superlet_params", "longest_wavelet"]
+__all__ = ["superlet", "cwt", "check_superlet_params", "check_device", "longest_wavelet"]
+
+log = logging.getLogger(__name__)
 
 _DEVICES = ("cpu", "cuda")
 
@@ -93,11 +96,51 @@ def check_superlet_params(fs, freqs, c1, orders, multiplicative=True, dtype=np.f
             "multiplicative": bool(multiplicative), "dtype": dt, "device": device}
 
 
+def check_device(device: str = "cpu") -> str:
+    """Check at start-up that ``device`` can run the superlet, and say how.
+
+    For ``"cuda"`` this imports CuPy and compiles the fused CUDA kernel once;
+    when the kernel cannot be compiled the run will use the (slower)
+    array-module step, which is logged here as a warning rather than
+    discovered mid-run.
+
+    Parameters
+    ----------
+    device : {"cpu", "cuda"}
+
+    Returns
+    -------
+    str
+        The path the transform will take, for logs and provenance.
+
+    Raises
+    ------
+    ValueError
+        Unknown device.
+    ImportError
+        ``"cuda"`` without CuPy (the message names the extra to install).
+    """
+    if device not in _DEVICES:
+        raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
+    if device == "cpu":
+        return "cpu: pocketfft + Numba"
+    from engine._util import require
+    from kernels.superlet_gpu import fused_status
+
+    cp = require("cupy", feature="superlet(device='cuda')")
+    ok, why = fused_status(cp)
+    if not ok:
+        log.warning("superlet on CUDA: %s; using the array-module step (same results, slower)",
+                    why)
+        return f"cuda: cuFFT + array-module step ({why})"
+    return "cuda: cuFFT + fused CUDA kernel"
+
+
 def longest_wavelet(fs: float, freqs, c1: float, orders, multiplicative: bool = True
                     ) -> tuple[int, float, float]:
     """Taps, frequency and cycles of the longest wavelet of a (valid) parameter set."""
     fr = np.asarray(freqs, dtype=np.float64)
-    ords, cycles, lengths = bank_layout(fs, fr, c1, orders, multiplicative)
+    ords, cycles, lengths = cached_layout(fs, fr, c1, orders, multiplicative)
     j = int(np.argmax(lengths))
     row = int(np.searchsorted(np.cumsum(ords), j, side="right"))
     return int(lengths[j]), float(fr[row]), float(cycles[j])

@@ -1,94 +1,98 @@
-"""Superlet transform for CUDA: CuPy cuFFT batches plus a fused Numba CUDA kernel.
+"""Superlet transform for CUDA: CuPy cuFFT batches plus one fused CUDA kernel.
 
 The code is written against an array module ``xp`` (``cupy`` on the GPU), so
 the very same path runs on NumPy in the tests.  The only CUDA-specific piece is
-the fused kernel :func:`geomean_kernel` (powers, logs, geometric mean and
-rescaling in one pass over the inverse-FFT output); it is compiled lazily, so
-importing this module never imports ``numba.cuda``, and it runs under the
-Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) on plain NumPy arrays.
+the fused geometric-mean step (:mod:`kernels.cuda_geomean`, CUDA C++ compiled
+by CuPy's NVRTC): powers, logarithms, the mean over the order and the
+rescaling in one pass over the inverse-FFT output, written straight into the
+result.  Nothing here imports Numba: a broken ``numba-cuda`` cannot stop the
+GPU path.  When the kernel cannot be compiled, :func:`superlet_gpu` logs a
+warning once and uses the array-module step :func:`geomean_rows_xp` (slower,
+same numbers), unless ``fused=True`` asks for the kernel explicitly;
+:func:`fused_status` lets a caller check this at start-up.
 
 The maths are those of :mod:`kernels.superlet_cpu`: per-trace power-of-two
 normalisation, one FFT per trace and FFT length, spectral products with the
 centred wavelet spectra of a :class:`~kernels.wavelets.WaveletBank`, batched
 inverse FFTs, ``exp(mean(log(2 |r|^2)))`` per frequency row.
+
+Device memory and passes
+------------------------
+* The bank's spectra are copied to the device once per block and FFT length
+  (cached on :attr:`WaveletBank.spectra_keys`, byte-bounded LRU,
+  :data:`DEVICE_SPECTRA_BYTES`); FFT lengths come from a short ladder
+  (:func:`kernels.wavelets.fft_length`), so a run meets a few sizes, a few
+  cached spectra and a few cuFFT plans (CuPy's plan cache).
+* complex64 throughout for float32 (complex128 for float64).  One product
+  buffer is allocated per call and reused by every block; the inverse FFT runs
+  in place and unnormalised (``norm="forward"``), its ``1 / n_fft`` being
+  folded into the output factor of the fused step, which saves a pass.
+* Traces go through in chunks of a fixed size, so a block meets at most two
+  inverse-FFT shapes (full and last chunk): the plan cache is sized to keep
+  them all (one plan per shape, built once per process).
 """
 from __future__ import annotations
 
-import math
+import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
+from .cuda_geomean import KernelUnavailable, launch_geomean, load_geomean
 from .wavelets import WaveletBank
 
-__all__ = ["superlet_gpu", "geomean_kernel", "geomean_rows_xp", "launch_geomean"]
+__all__ = ["DEVICE_SPECTRA_BYTES", "KernelUnavailable", "fused_status", "geomean_rows_xp",
+           "superlet_gpu"]
 
-_KERNEL: Any = None
-_DEVICE_SPECTRA: dict = {}
+log = logging.getLogger(__name__)
 
+#: Device memory the cached wavelet spectra may hold.
+DEVICE_SPECTRA_BYTES = 8 << 30
 
-def _geomean(y, n, starts, ends, scale2, out):  # pragma: no cover - device code
-    """Body of the fused kernel (see :func:`geomean_kernel`)."""
-    i, rb = cuda.grid(2)  # noqa: F821 - ``cuda`` is bound by geomean_kernel()
-    nrows = starts.shape[0]
-    if i >= n or rb >= y.shape[0] * nrows:
-        return
-    b = rb // nrows
-    r = rb - b * nrows
-    k0 = starts[r]
-    k1 = ends[r]
-    s = 0.0
-    zero = False
-    for k in range(k0, k1):
-        v = y[b, k, i]
-        re = float(v.real)
-        im = float(v.imag)
-        p = 2.0 * (re * re + im * im)
-        if p > 0.0:
-            s += math.log(p)
-        else:
-            zero = True
-    if zero:
-        out[b, r, i] = 0.0
-    else:
-        out[b, r, i] = math.exp(s / (k1 - k0)) * scale2[b]
+_DEVICE_SPECTRA: OrderedDict = OrderedDict()
+_LOCK = threading.Lock()
+_WARNED: set = set()
 
 
-def geomean_kernel():
-    """The fused Numba CUDA kernel (compiled on first use).
-
-    Kernel signature ``(y, n, starts, ends, scale2, out)``: ``y`` is
-    ``(B, n_wavelets_in_block, n_fft)`` complex, ``out`` is
-    ``(B, n_rows_in_block, >= n)`` float; thread ``(i, b * n_rows + r)`` writes
-    ``out[b, r, i] = scale2[b] * exp(sum_k log(2 |y[b, k, i]|^2) / o_r)`` for
-    ``k`` in ``starts[r]:ends[r]`` (0 when a power is 0).  The sums run in
-    float64.
-    """
-    global _KERNEL, cuda
-    if _KERNEL is None:
-        from numba import cuda  # the kernel body reads this module global
-
-        _KERNEL = cuda.jit(_geomean)
-    return _KERNEL
+def _import_cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as exc:
+        raise ImportError(f"superlet on device='cuda' needs the optional package 'cupy' ({exc}); "
+                          f"install it with: pip install 'microquake-engine[gpu]'") from exc
+    return cupy
 
 
-def launch_geomean(y, n: int, starts, ends, scale2, out, threads: int = 128) -> None:
-    """Launch :func:`geomean_kernel` over ``n`` samples x ``B * n_rows`` rows.
+def _is_cupy(xp: Any) -> bool:
+    return getattr(xp, "__name__", "") == "cupy"
+
+
+def fused_status(xp: Any = None) -> tuple[bool, str]:
+    """Whether the fused CUDA kernel is usable with ``xp``, and why not.
+
+    Compiles the kernel (once per process and device) so that a caller can
+    report at start-up which path a CUDA run will take.
 
     Parameters
     ----------
-    y, starts, ends, scale2, out
-        Device arrays (CuPy, or NumPy under the simulator); see
-        :func:`geomean_kernel`.
-    n : int
-        Samples to compute.
-    threads : int
-        Threads per block along the samples.
+    xp : module, optional
+        Array module (default ``cupy``).
+
+    Returns
+    -------
+    (bool, str)
+        ``(True, "fused CUDA kernel")`` or ``(False, reason)``.
     """
-    kernel = geomean_kernel()
-    rows = int(y.shape[0]) * int(starts.shape[0])
-    grid = ((n + threads - 1) // threads, rows)
-    kernel[grid, (threads, 1)](y, np.int64(n), starts, ends, scale2, out)
+    xp = _import_cupy() if xp is None else xp
+    if not _is_cupy(xp):
+        return False, f"array module {getattr(xp, '__name__', xp)!r} is not cupy"
+    try:
+        load_geomean(xp)
+    except KernelUnavailable as exc:
+        return False, str(exc)
+    return True, "fused CUDA kernel"
 
 
 def geomean_rows_xp(y, n: int, starts, ends, scale2, xp):
@@ -114,25 +118,72 @@ def geomean_rows_xp(y, n: int, starts, ends, scale2, xp):
             lg = xp.log(power[:, int(s):int(e)]).sum(axis=1)
             rows.append(xp.exp(lg / (int(e) - int(s))))
     out = xp.stack(rows, axis=1)
-    return out * scale2[:, None, None].astype(out.dtype)
+    # the factor in float64: folded-in 1/n_fft**2 can make it tiny for float32
+    return (out * scale2[:, None, None].astype(xp.float64)).astype(out.dtype)
 
 
 def _device_spectra(bank: WaveletBank, xp) -> tuple:
-    """The bank's spectra as ``xp`` arrays (cached per bank and module)."""
-    if xp is np:
+    """The bank's spectra as ``xp`` arrays, cached per block and FFT length."""
+    if xp is np or not bank.spectra_keys:
         return bank.spectra
-    key = (id(bank), xp.__name__)
-    hit = _DEVICE_SPECTRA.get(key)
-    if hit is None or hit[0] is not bank:
-        if len(_DEVICE_SPECTRA) >= 4:
-            _DEVICE_SPECTRA.pop(next(iter(_DEVICE_SPECTRA)))
-        hit = (bank, tuple(xp.asarray(s) for s in bank.spectra))
-        _DEVICE_SPECTRA[key] = hit
-    return hit[1]
+    dev = ""
+    if _is_cupy(xp):
+        dev = int(xp.cuda.Device().id)
+    out = []
+    with _LOCK:
+        for key, spec in zip(bank.spectra_keys, bank.spectra):
+            k = (key, getattr(xp, "__name__", ""), dev)
+            hit = _DEVICE_SPECTRA.get(k)
+            if hit is None:
+                hit = _DEVICE_SPECTRA[k] = xp.asarray(spec)
+            _DEVICE_SPECTRA.move_to_end(k)
+            out.append(hit)
+        total = sum(int(v.nbytes) for v in _DEVICE_SPECTRA.values())
+        while total > DEVICE_SPECTRA_BYTES and len(_DEVICE_SPECTRA) > len(out):
+            _, old = _DEVICE_SPECTRA.popitem(last=False)
+            total -= int(old.nbytes)
+    return tuple(out)
+
+
+def _fft_module(xp, n_plans: int = 0) -> Any:
+    """cupyx.scipy.fft for CuPy (in-place, plan-cached), scipy.fft for NumPy arrays.
+
+    With CuPy, the plan cache is enlarged to hold ``n_plans`` plans (one per
+    block shape and chunk size of a transform), so that no plan is rebuilt
+    from one batch to the next.
+    """
+    if _is_cupy(xp):
+        import cupyx.scipy.fft as fft
+
+        try:
+            cache = xp.fft.config.get_plan_cache()
+            if 0 <= cache.get_size() < n_plans:
+                cache.set_size(n_plans)
+        except AttributeError:  # older CuPy: default cache
+            pass
+        return fft
+    import scipy.fft as fft
+
+    return fft
+
+
+def _kernels_or_fallback(xp, fused: bool | None) -> dict | None:
+    if fused is False or (fused is None and not _is_cupy(xp)):
+        return None
+    try:
+        return load_geomean(xp)
+    except KernelUnavailable as exc:
+        if fused:
+            raise
+        if "geomean" not in _WARNED:
+            _WARNED.add("geomean")
+            log.warning("%s; the superlet uses the array-module step instead (same results, "
+                        "slower)", exc)
+        return None
 
 
 def superlet_gpu(x, bank: WaveletBank, xp=None, fused: bool | None = None,
-                 max_block_bytes: int = 256 * 2**20):
+                 max_block_bytes: int = 512 * 2**20):
     """Superlet power of a batch of equal-length (zero-padded) traces on ``xp``.
 
     Inputs are trusted (see :func:`engine.superlet.superlet` for validation).
@@ -146,8 +197,10 @@ def superlet_gpu(x, bank: WaveletBank, xp=None, fused: bool | None = None,
     xp : module, optional
         Array module; default ``cupy``.
     fused : bool, optional
-        Use the fused Numba CUDA kernel for the power/log/mean step (default:
-        true for CuPy, false otherwise; true with NumPy needs the simulator).
+        ``None`` (default): the fused CUDA kernel with CuPy, falling back to
+        the array-module step with a logged warning if it cannot be compiled;
+        ``True``: the kernel or :class:`KernelUnavailable`; ``False``: the
+        array-module step.
     max_block_bytes : int
         Upper bound on the complex product buffer of one inverse-FFT batch
         (traces are processed in chunks to respect it).
@@ -155,43 +208,59 @@ def superlet_gpu(x, bank: WaveletBank, xp=None, fused: bool | None = None,
     Returns
     -------
     xp array (n_traces, n_freqs, n_samples), same float dtype as ``x``
+
+    Raises
+    ------
+    KernelUnavailable
+        ``fused=True`` and the kernel cannot be compiled.
     """
     if xp is None:
-        from engine._util import require
-
-        xp = require("cupy", feature="superlet on device='cuda'")
-    if fused is None:
-        fused = xp.__name__ == "cupy"
-    n_tr, n_samp = x.shape
+        xp = _import_cupy()
+    kernels = _kernels_or_fallback(xp, fused)
+    n_tr, n_samp = (int(s) for s in x.shape)
     if n_samp > bank.n_samples:
         raise ValueError(f"bank built for {bank.n_samples} samples, traces have {n_samp}")
-    dtype = x.dtype
-    out = xp.zeros((n_tr, len(bank.freqs), n_samp), dtype=dtype)
-    peak = xp.abs(x).max(axis=1).astype(xp.float64) if n_samp else xp.zeros(n_tr)
+    dtype = np.dtype(x.dtype)
+    cdtype = np.complex64 if dtype == np.float32 else np.complex128
+    n_freqs = len(bank.freqs)
+    out = xp.empty((n_tr, n_freqs, n_samp), dtype=dtype)
+    if n_tr == 0 or n_samp == 0:
+        return xp.zeros((n_tr, n_freqs, n_samp), dtype=dtype)
+    peak = xp.abs(x).max(axis=1).astype(xp.float64)
     safe = xp.where(peak > 0, peak, 1.0)
     scales = xp.exp2(xp.floor(xp.log2(safe)))
     scale2 = scales * scales
     xs = x / scales[:, None].astype(dtype)
     spectra = _device_spectra(bank, xp)
-    itemsize = spectra[0].dtype.itemsize
-    widest = max(s.size for s in spectra)
-    chunk = max(1, int(max_block_bytes // (widest * itemsize)))
+    fft = _fft_module(xp, n_plans=2 * len(bank.blocks) + 8)
+    itemsize = np.dtype(cdtype).itemsize
+    widest = max(int(s.size) for s in spectra)
+    chunk = max(1, min(n_tr, int(max_block_bytes // (widest * itemsize))))
+    buf = xp.empty(chunk * widest, dtype=cdtype)
+    rows = []
+    for r0, r1 in bank.blocks:
+        w0 = int(bank.starts[r0])
+        st = np.asarray(bank.starts[r0:r1] - w0, dtype=np.int32)
+        en = np.asarray(bank.ends[r0:r1] - w0, dtype=np.int32)
+        rows.append((st, en, (xp.asarray(st), xp.asarray(en)) if kernels else None))
     for c0 in range(0, n_tr, chunk):
         c1 = min(n_tr, c0 + chunk)
+        m = c1 - c0
         x_hats: dict = {}
-        for (r0, r1), n_fft, spec in zip(bank.blocks, bank.block_nfft, spectra):
+        for (r0, r1), n_fft, spec, (st, en, dev_rows) in zip(bank.blocks, bank.block_nfft,
+                                                            spectra, rows):
             if n_fft not in x_hats:
-                x_hats[n_fft] = xp.fft.fft(xs[c0:c1], n=n_fft, axis=-1).astype(spec.dtype)
-            y = xp.fft.ifft(x_hats[n_fft][:, None, :] * spec[None], axis=-1)
-            w0 = int(bank.starts[r0])
-            st = bank.starts[r0:r1] - w0
-            en = bank.ends[r0:r1] - w0
-            if fused:
-                blk = xp.empty((c1 - c0, r1 - r0, n_samp), dtype=dtype)
-                launch_geomean(y, n_samp, xp.asarray(st), xp.asarray(en),
-                               scale2[c0:c1], blk)
+                x_hats[n_fft] = fft.fft(xs[c0:c1], n=n_fft, axis=-1).astype(cdtype, copy=False)
+            nw = int(spec.shape[0])
+            prod = buf[: m * nw * n_fft].reshape(m, nw, n_fft)
+            xp.multiply(x_hats[n_fft][:, None, :], spec[None], out=prod)
+            # unnormalised inverse (in place where the backend can): 1/n_fft goes into scale2
+            y = fft.ifft(prod, axis=-1, norm="forward", overwrite_x=True)
+            s2 = scale2[c0:c1] / (float(n_fft) * float(n_fft))
+            if kernels is not None:
+                y = xp.ascontiguousarray(y)
+                launch_geomean(kernels, y, dev_rows[0], dev_rows[1], s2, out[c0:c1], n_samp,
+                               r0)
             else:
-                blk = geomean_rows_xp(y, n_samp, st, en, scale2[c0:c1], xp)
-            out[c0:c1, r0:r1] = blk.astype(dtype)
+                out[c0:c1, r0:r1] = geomean_rows_xp(y, n_samp, st, en, s2, xp).astype(dtype)
     return out
-

@@ -23,6 +23,8 @@ indices below 0 wrap to ``n_fft + n - d >= n_fft - h >= N`` and indices in
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +36,9 @@ __all__ = [
     "bank_flops",
     "bank_cache_clear",
     "bank_cache_info",
+    "cached_layout",
+    "spectra_cache_info",
+    "FFT_LADDER",
     "fft_length",
     "morlet",
     "morlet_length",
@@ -120,8 +125,19 @@ def morlet(f: float, c: float, fs: float) -> np.ndarray:
     return np.exp(2j * math.pi * f * t) * g / g.sum()
 
 
+#: Mantissas (over 32) of the FFT-length ladder: every length is ``m * 2**k``
+#: with ``m`` in this tuple, so all are 5-smooth (fast in pocketfft and cuFFT),
+#: 8 per octave, at most 12.5 % apart.
+FFT_LADDER = (32, 36, 40, 45, 48, 50, 54, 60)
+
+
 def fft_length(n_samples: int, max_wavelet_length: int) -> int:
-    """Smallest fast FFT length that makes the centred circular convolution exact.
+    """FFT length of the ladder that makes the centred circular convolution exact.
+
+    Lengths are bucketed to a ladder of 8 sizes per octave (:data:`FFT_LADDER`)
+    so that traces of many lengths share a few FFT sizes, hence a few cached
+    wavelet spectra and FFT plans (zero padding is exact; the cost is at most
+    12.5 % more FFT work, about 5 % on average).
 
     Parameters
     ----------
@@ -133,12 +149,18 @@ def fft_length(n_samples: int, max_wavelet_length: int) -> int:
     Returns
     -------
     int
-        The smallest 5-smooth length ``>= N + (L_max - 1) // 2``
-        (``scipy.fft.next_fast_len(..., real=True)``; pocketfft and cuFFT are
-        fastest on radices 2, 3 and 5).
+        The smallest ladder length ``>= N + (L_max - 1) // 2`` (below 32: the
+        smallest 5-smooth length).
     """
     need = int(n_samples) + (int(max_wavelet_length) - 1) // 2
-    return int(sfft.next_fast_len(need, real=True))
+    if need <= 32:
+        return int(sfft.next_fast_len(need, real=True))
+    k = max(0, (need - 1).bit_length() - 6)
+    while True:
+        for m in FFT_LADDER:
+            if m << k >= need:
+                return m << k
+        k += 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,6 +191,10 @@ class WaveletBank:
         Per block, ``(n_wavelets_in_block, block_nfft)`` FFTs of the wavelets
         centred at index 0 (see module docstring), complex64 or complex128,
         read-only.
+    spectra_keys : tuple
+        Per block, the key of its spectra in the spectra cache (the same for
+        every bank whose block has the same parameters and FFT length: device
+        copies are cached on it).
     """
 
     fs: float
@@ -184,16 +210,12 @@ class WaveletBank:
     blocks: tuple
     block_nfft: tuple
     spectra: tuple
+    spectra_keys: tuple = ()
 
     @property
     def n_wavelets(self) -> int:
         """Total number of wavelets."""
         return int(self.cycles.shape[0])
-
-    @property
-    def max_length(self) -> int:
-        """Taps of the longest wavelet."""
-        return int(self.lengths.max())
 
     @property
     def nbytes(self) -> int:
@@ -251,29 +273,92 @@ def _centred_spectra(fs: float, freqs: np.ndarray, cycles: np.ndarray, n_fft: in
 
 BLOCK_WAVELETS = 128
 
+#: Host memory the cached wavelet spectra may hold (least recently used first out).
+SPECTRA_CACHE_BYTES = 512 << 20
 
-@lru_cache(maxsize=4)
+
+class _SpectraCache:
+    """Byte-bounded LRU cache of block spectra, shared by all banks (thread-safe)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key, build):
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return hit
+        value = build()  # outside the lock: at worst built twice by two threads
+        with self._lock:
+            self.misses += 1
+            self._items[key] = value
+            self._items.move_to_end(key)
+            total = sum(v.nbytes for v in self._items.values())
+            while total > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                total -= old.nbytes
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+
+_SPECTRA = _SpectraCache(SPECTRA_CACHE_BYTES)
+
+
+@lru_cache(maxsize=16)
+def _layout(fs: float, freqs: tuple[float, ...], c1: float, orders: tuple[int, int],
+            multiplicative: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`bank_layout` cached per parameter set (shared, read-only arrays)."""
+    out = bank_layout(fs, np.asarray(freqs, dtype=np.float64), c1, orders, multiplicative)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def cached_layout(fs: float, freqs, c1: float, orders: tuple[int, int],
+                  multiplicative: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`bank_layout`, cached per parameter set (read-only arrays): no
+    per-wavelet Python work when the same transform runs batch after batch."""
+    key = tuple(float(f) for f in np.asarray(freqs, dtype=np.float64).ravel())
+    return _layout(float(fs), key, float(c1), (int(orders[0]), int(orders[1])),
+                   bool(multiplicative))
+
+
+@lru_cache(maxsize=64)
 def _bank(fs: float, freqs: tuple[float, ...], c1: float, orders: tuple[int, int],
           n_samples: int, multiplicative: bool, dtype: str) -> WaveletBank:
     fr = np.asarray(freqs, dtype=np.float64)
-    ords, cycles, lengths = bank_layout(fs, fr, c1, orders, multiplicative)
+    ords, cycles, lengths = _layout(fs, freqs, c1, orders, multiplicative)
     ends = np.cumsum(ords)
     starts = ends - ords
     row_of = np.repeat(np.arange(len(fr)), ords)
     cdtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
     blocks = row_blocks(ords, BLOCK_WAVELETS)
-    nffts, spectra = [], []
+    nffts, spectra, keys = [], [], []
     for r0, r1 in blocks:
         w0, w1 = int(starts[r0]), int(ends[r1 - 1])
         n_fft = fft_length(n_samples, int(lengths[w0:w1].max()))
+        key = (fs, freqs, c1, orders, multiplicative, dtype, r0, r1, n_fft)
+        spec = _SPECTRA.get(key, lambda w0=w0, w1=w1, n_fft=n_fft: _centred_spectra(
+            fs, fr[row_of[w0:w1]], cycles[w0:w1], n_fft, cdtype))
         nffts.append(n_fft)
-        spectra.append(_centred_spectra(fs, fr[row_of[w0:w1]], cycles[w0:w1], n_fft, cdtype))
+        spectra.append(spec)
+        keys.append(key)
     for a in (fr, ords, starts, ends, cycles, lengths):
         a.flags.writeable = False
     return WaveletBank(fs=fs, freqs=fr, c1=c1, multiplicative=multiplicative,
                        n_samples=n_samples, orders=ords, starts=starts, ends=ends,
                        cycles=cycles, lengths=lengths, blocks=tuple(blocks),
-                       block_nfft=tuple(nffts), spectra=tuple(spectra))
+                       block_nfft=tuple(nffts), spectra=tuple(spectra),
+                       spectra_keys=tuple(keys))
 
 
 def wavelet_bank(fs: float, freqs, c1: float, orders: tuple[int, int], n_samples: int,
@@ -281,9 +366,11 @@ def wavelet_bank(fs: float, freqs, c1: float, orders: tuple[int, int], n_samples
     """The (cached) bank of wavelet spectra of one superlet transform.
 
     Banks are cached on ``(fs, freqs, c1, orders, n_samples, multiplicative,
-    dtype)`` (the 4 most recent; each FFT length follows from ``n_samples``);
-    the arrays of a cached bank are read-only.  Inputs are trusted: validation
-    happens in :func:`engine.superlet.superlet`.
+    dtype)`` (the 64 most recent); their spectra are cached per block and FFT
+    length (:func:`fft_length` buckets lengths, so banks of nearby
+    ``n_samples`` share them) in a byte-bounded cache
+    (:data:`SPECTRA_CACHE_BYTES`).  The arrays of a cached bank are read-only.
+    Inputs are trusted: validation happens in :func:`engine.superlet.superlet`.
 
     Parameters
     ----------
@@ -328,6 +415,16 @@ def bank_cache_info():
     return _bank.cache_info()
 
 
+def spectra_cache_info() -> dict:
+    """Hits, misses, entries and bytes of the shared block-spectra cache."""
+    with _SPECTRA._lock:
+        return {"hits": _SPECTRA.hits, "misses": _SPECTRA.misses,
+                "entries": len(_SPECTRA._items),
+                "bytes": int(sum(v.nbytes for v in _SPECTRA._items.values()))}
+
+
 def bank_cache_clear() -> None:
-    """Empty the bank cache."""
+    """Empty the bank cache and the spectra cache."""
     _bank.cache_clear()
+    _layout.cache_clear()
+    _SPECTRA.clear()

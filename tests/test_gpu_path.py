@@ -2,11 +2,12 @@
 
 The CUDA path of the images is written against an array module: here a stand-in
 module that forwards to NumPy is installed as ``cupy`` so that exactly the code
-that runs on a GPU (batched device FFTs, geometric mean, box sums, colour map,
-resize, flip) runs on the CPU, and its features are compared with the CPU
-kernel's on a small synthetic archive. The fused Numba CUDA kernel itself is
-tested under the CUDA simulator in tests/test_superlet.py; a lent GPU runs
-tests/test_superlet.py and tests/test_images.py for real.
+that runs on a GPU (batched device FFTs, geometric mean, whole-batch box sums,
+scaling, colour map, resize, flip) runs on the CPU, and its features are
+compared with the CPU kernels' on a small synthetic archive. The fused CUDA
+kernel's source is tested on the CPU in tests/test_kernels_cuda.py; a lent GPU
+runs tests/test_superlet.py, tests/test_images.py and tests/test_features.py for
+real (bench/gpu_check.sh).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import types
 
 import numpy as np
 import pytest
+import torch
 
 from engine.features.base import images_of
 
@@ -53,3 +55,34 @@ def test_gpu_code_path_gives_the_cpu_images_and_features(numpy_as_cupy, tmp_path
     f_cpu, f_gpu = ext.transform(cpu), ext.transform(gpu)
     rel = np.abs(f_gpu - f_cpu).max() / np.abs(f_cpu).max()
     assert rel < 1e-3
+
+
+@pytest.mark.parametrize("precision, allowed", [("fp32", False), ("tf32", True)])
+def test_fp32_means_fp32_on_cuda(precision, allowed):
+    """fp32 switches TF32 off for the forward pass (features within 1e-4 of the
+    CPU), tf32 switches it on; both restore torch's switches afterwards."""
+    from engine.features.extractor import SqueezeNetExtractor
+
+    ext = SqueezeNetExtractor(weights="random").fit()
+    ext.set_params(precision=precision)
+    ext._fitted_params["precision"] = precision  # as if fitted on CUDA: no refit
+    ext.device_ = torch.device("cuda")  # the switches only, no CUDA work is done
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        for start in (True, False):
+            cudnn.allow_tf32 = matmul.allow_tf32 = start
+            with ext._inference():
+                assert cudnn.allow_tf32 is allowed and matmul.allow_tf32 is allowed
+            assert cudnn.allow_tf32 is start and matmul.allow_tf32 is start
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+def test_tf32_is_a_cuda_precision():
+    from engine.features.extractor import SqueezeNetExtractor
+
+    with pytest.raises(ValueError, match="needs CUDA"):
+        SqueezeNetExtractor(weights="random", device="cpu", precision="tf32").fit()
+    with pytest.raises(ValueError, match="precision"):
+        SqueezeNetExtractor(weights="random", precision="tf16").fit()

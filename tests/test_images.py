@@ -11,7 +11,7 @@ from scipy.signal import butter, sosfiltfilt
 from scipy.spatial import cKDTree
 
 from engine import images as im
-from reference_superlet import ref_box_sum
+from kernels.superlet_reference import ref_box_sum
 
 FS = 100.0
 LUT255 = im.jet(256) * 255.0
@@ -74,6 +74,33 @@ def test_end_of_event_matches_matlab_loop():
     x = np.r_[rng.standard_normal(50) + 3, np.full(50, -1.0)]
     p = im.prepare_trace(x)
     assert len(p) == 51 and abs(p.mean()) < 1e-12
+
+
+def test_prepare_traces_equals_prepare_trace_per_trace():
+    rng = np.random.default_rng(3)
+    cases = [rng.standard_normal(100) * 1e3 + 7, np.r_[rng.standard_normal(50), np.zeros(50)],
+             np.r_[rng.standard_normal(40), np.zeros(3)],  # ends in zeros: padding must not
+             np.r_[rng.standard_normal(20), np.full(4, 1.0), rng.standard_normal(20)],  # cut it
+             np.full(30, 2.0), np.array([1.0, 2.0]), np.array([3.0]),
+             np.r_[rng.standard_normal(10), np.full(5, 7.0), rng.standard_normal(5)],
+             rng.integers(-3, 3, 500).astype(np.int16)]
+    for traces in (cases, [c[:37] for c in cases if len(c) >= 37]):
+        x, lens = im.prepare_traces(traces)
+        for i, t in enumerate(traces):
+            want = im.prepare_trace(t)
+            assert lens[i] == len(want) and np.array_equal(x[i, : lens[i]], want), i
+            assert np.all(x[i, lens[i]:] == 0)
+    block = rng.standard_normal((4, 300))
+    block[1, 200:] = block[1, 199]
+    x, lens = im.prepare_traces(block)
+    assert lens.tolist() == [300, 200, 300, 300]
+    for i in range(4):
+        assert np.array_equal(x[i, : lens[i]], im.prepare_trace(block[i]))
+    with pytest.raises(ValueError, match="trace 2 has a non-finite sample.*index 5"):
+        block[2, 5] = np.nan
+        im.prepare_traces(block)
+    with pytest.raises(ValueError, match="trace 1 is empty"):
+        im.prepare_traces([np.ones(3), np.zeros(0)])
 
 
 @pytest.mark.parametrize("bad, match", [(np.zeros(0), "empty"), (np.r_[1.0, np.nan], "NaN"),
@@ -242,3 +269,66 @@ def test_low_frequencies_at_the_bottom_like_published(shared_data, synthetic_ima
         w = np.clip(idx.astype(float) - 128, 0, None)
         return float((w * rows).sum() / w.sum())
     assert energy_row(lp) > energy_row(vt) + 10
+
+
+# ------------------------------------------------ batched Stage 2 vs the per-event path
+@pytest.mark.parametrize("colormap", [True, False])
+@pytest.mark.parametrize("size", [227, (64, 96)])
+def test_batched_stage2_equals_per_event_reference(colormap, size):
+    rng = np.random.default_rng(11)
+    lens = np.array([300, 57, 12, 211])
+    power = np.exp(3 * rng.standard_normal((4, 30, 300))).astype(np.float32)
+    power[1, :, :20] = 0.0  # zero power: the per-event floor
+    power[2] = 0.0  # no contrast at all
+    # samples past each event's length hold garbage (as on the GPU): they must not matter
+    got = im._images_batch(power, lens, np, im._image_size(size), colormap)  # xp path (GPU)
+    fused = im._images_batch_cpu(power, lens, im._image_size(size), colormap)  # CPU kernel
+    for b, n in enumerate(lens):
+        want = im.scalogram_to_image(power[b, :, :n], size=size, colormap=colormap)
+        assert got[b].shape == want.shape == fused[b].shape and got[b].dtype == np.uint8
+        assert np.array_equal(got[b], want), f"array-module path, event {b}"
+        assert np.array_equal(fused[b], want), f"fused CPU kernel, event {b}"
+    assert len(np.unique(got[0])) > 20 and np.all(got[2] == got[2][:1, :1])
+
+
+def test_event_images_equal_superlet_then_per_event_images():
+    from engine.superlet import superlet
+
+    tr = [synth("LP", 12, 1300), synth("VT", 13, 800), synth("LP", 14, 1050)]
+    prep = [im.prepare_trace(t) for t in tr]
+    power = superlet(prep, FS, im.DEFAULT_FREQS, allow_short=True)
+    for colormap in (True, False):
+        got = im.event_images(tr, batch_size=3, colormap=colormap, show_progress=False)
+        for i, p in enumerate(power):
+            assert np.array_equal(got[i], im.scalogram_to_image(p, colormap=colormap))
+
+
+def test_event_images_grey_option_and_size():
+    tr = [synth("LP", 15, 900), synth("VT", 16, 1000), np.full(500, 2.0)]
+    with pytest.warns(RuntimeWarning, match="trace 2"):
+        grey = im.event_images(tr, colormap=False, size=(32, 48), show_progress=False)
+    assert grey.shape == (3, 32, 48) and grey.dtype == np.uint8
+    assert np.all(grey[2] == 0) and grey[0].max() >= 200 and grey[0].min() <= 40
+    with pytest.warns(RuntimeWarning):
+        rgb = im.event_images(tr, size=40, show_progress=False)
+    assert rgb.shape == (3, 40, 40, 3) and np.all(rgb[2] == [0, 0, 131])
+    for bad in (0, (10,), (10, -1), "big", (2.5, 3)):
+        with pytest.raises(ValueError, match="size"):
+            im.event_images(tr[:1], size=bad)
+
+
+def test_batch_resize_weights_equal_per_length_weights():
+    lens = np.array([5989, 300, 227, 120, 40, 12])
+    op = im._block_resize_operator(lens, 227, 6000, np)
+    want = im._block_diag_csr([im._resize_weights(int(n), 227) for n in lens], 6000)
+    assert op.shape == want.shape == (6 * 227, 6 * 6000)
+    diff = abs(op - want)
+    assert diff.max() < 1e-14 and np.array_equal(op.indptr, want.indptr)
+    # the images made with them (the GPU default) stay within a colour level
+    rng = np.random.default_rng(12)
+    power = np.exp(3 * rng.standard_normal((3, 30, 400))).astype(np.float32)
+    lens = np.array([400, 150, 90])
+    a = im._images_batch(power, lens, np, (227, 227), True, batch_weights=True)
+    b = im._images_batch(power, lens, np, (227, 227), True, batch_weights=False)
+    d = np.abs(a.astype(int) - b.astype(int))
+    assert d.max() <= 1 and (d > 0).mean() < 1e-3

@@ -232,3 +232,27 @@ def test_methods_without_gpu_backend_cluster_on_the_cpu_in_a_cuda_run():
         make_clusterer(method, 3, device=dev)  # accepted (device="cuda" is refused)
         with pytest.raises(ValueError, match="no GPU backend"):
             make_clusterer(method, 3, device="cuda")
+
+
+def test_out_pointing_to_a_file_is_one_line_before_any_work(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    assert main(["--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "is a file" in err[0]
+    assert target.read_text() == "x"
+
+
+def test_summary_names_the_report_and_novel_events(synthetic_run, tmp_path, capsys):
+    out = tmp_path / "assign"
+    shutil.copytree(synthetic_run, out)
+    stale = out / "model.npz"
+    assert stale.exists()  # an earlier clustering of this folder ...
+    argv = ["--out", str(out), "--synthetic-days", DAYS, "--synthetic-rate", "30",
+            "--chunk-length", "900", "--assign-to", str(synthetic_run / "model.npz")]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"report           {out / 'report.html'}" in text
+    novel = sum(r["cluster"] == "-1" for r in _assignments(out))
+    assert f"novel events     {novel} " in text
+    assert not stale.exists() and not (out / "model.json").exists()  # ... is not left behind

@@ -145,17 +145,38 @@ def test_plain_folder_equals_sds(archive, tmp_path):
     assert not sa.skipped
 
 
-def test_corrupt_file_skipped_and_counted(archive, tmp_path):
+def test_files_read_counts_files_not_chunks(archive, tmp_path):
+    """A day file cut into many chunks is one file read (SDS and plain folders)."""
+    day_files = sorted(p for p in archive.rglob("XX.SYN0*") if p.is_file())
+    assert len(day_files) == 3
+    src = open_source(archive=archive, chunk_length=900.0)
+    assert len(src.chunks()) == 3 * 8
+    _, summary = src.read_all()
+    assert summary.files_read == 3
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in day_files:
+        shutil.copy(f, flat / (f.name + ".mseed"))
+    _, summary = open_source(archive=flat, chunk_length=900.0).read_all()
+    assert summary.files_read == 3
+    # coincidence chunks (ALL|time) read every stream: still one count per file
+    _, summary = open_source(archive=archive, chunk_length=900.0, min_stations=2).read_all()
+    assert summary.files_read == 3
+
+
+def test_corrupt_file_skipped_and_counted(archive, tmp_path, caplog):
     flat = tmp_path / "flat"
     flat.mkdir()
     for f in archive.rglob("XX.SYN02*"):
         shutil.copy(f, flat / (f.name + ".mseed"))
     (flat / "broken.mseed").write_bytes(b"\x00garbage" * 100)
-    with pytest.warns(UserWarning, match="broken.mseed"):
+    with caplog.at_level("WARNING", logger="engine"):
         src = open_source(archive=flat)
         events, summary = src.read_all()
     assert events
     assert [p for p, _ in summary.skipped] == [str(flat / "broken.mseed")]
+    lines = [r for r in caplog.records if "broken.mseed" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].name == "engine.sources"
 
 
 def test_bad_paths(tmp_path):

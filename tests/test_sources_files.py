@@ -74,7 +74,7 @@ def test_hdf5_several_datasets_blocks_and_resampling(tmp_path):
     np.testing.assert_allclose(e.data[200:-200:2], x[100:-100], atol=0.02)
 
 
-def test_hdf5_without_datasets(tmp_path):
+def test_hdf5_without_datasets(tmp_path, caplog):
     with h5py.File(tmp_path / "empty.h5", "w") as h:
         h.create_group("nothing")
     with pytest.raises(ValueError, match=r"empty.h5: no numeric dataset"):
@@ -84,9 +84,10 @@ def test_hdf5_without_datasets(tmp_path):
     with pytest.raises(ValueError, match="no numeric dataset matching 'VT'"):
         open_source(events=tmp_path / "empty.h5", datasets="VT")
     (tmp_path / "bad.h5").write_bytes(b"not hdf5 at all")
-    with pytest.warns(UserWarning) as rec:
+    with caplog.at_level("WARNING", logger="engine"):
         events, summary = open_source(events=tmp_path).read_all()
-    assert sorted(str(w.message).split(":")[0].rsplit("/", 1)[1] for w in rec) == ["bad.h5", "empty.h5"]
+    rec = [r.getMessage() for r in caplog.records if r.name == "engine.sources"]
+    assert sorted(m.split(":")[0].rsplit("/", 1)[1] for m in rec) == ["bad.h5", "empty.h5"]
     assert len(events) == 2 and len(summary.skipped) == 2   # bad.h5 and empty.h5
 
 
@@ -136,7 +137,7 @@ def _write_trace(path, fs, sta, cha="HHZ", fmt="MSEED", n=None, seed=0):
     tr.write(str(path), format=fmt)
 
 
-def test_waveform_folder_labels_and_rates(tmp_path):
+def test_waveform_folder_labels_and_rates(tmp_path, caplog):
     (tmp_path / "LP").mkdir()
     (tmp_path / "VT").mkdir()
     _write_trace(tmp_path / "LP" / "a.mseed", 50.0, "A")
@@ -147,8 +148,9 @@ def test_waveform_folder_labels_and_rates(tmp_path):
     src = open_source(events=tmp_path)
     assert isinstance(src, WaveformEventSource)
     assert src.chunks() == ["LP/a.mseed", "LP/b.sac", "VT/c.mseed"]   # HHN-only file left out
-    with pytest.warns(UserWarning, match="junk.mseed"):
+    with caplog.at_level("WARNING", logger="engine"):
         events, summary = src.read_all()
+    assert sum("junk.mseed" in r.getMessage() for r in caplog.records) == 1
     assert [(e.station, e.label) for e in events] == [("XX.A", "LP"), ("XX.B", "LP"), ("XX.C", "VT")]
     assert all(e.fs == 100.0 and len(e.data) == 1000 for e in events)
     assert [p.endswith("junk.mseed") for p, _ in summary.skipped].count(True) == 1
@@ -199,19 +201,21 @@ def test_image_folder(tmp_path):
     assert events[2].image[0, 0, 0] == 10 and events[3].label == "VT"
 
 
-def test_image_resize_and_errors(tmp_path):
+def test_image_resize_and_errors(tmp_path, caplog):
     (tmp_path / "TR").mkdir()
     _png(tmp_path / "TR" / "small.png", size=(100, 80), mode="L")
     (tmp_path / "TR" / "broken.png").write_bytes(b"\x89PNG nope")
-    with pytest.warns(UserWarning) as rec:
+    with pytest.warns(UserWarning) as rec, caplog.at_level("WARNING", logger="engine"):
         events, summary = open_source(images=tmp_path).read_all()
-    msgs = " ".join(str(w.message) for w in rec)
+    msgs = " ".join(str(w.message) for w in rec) + " ".join(r.getMessage() for r in caplog.records)
     assert "broken.png" in msgs and "resized" in msgs
     assert len(events) == 1 and events[0].image.shape == (227, 227, 3)
     assert len(summary.skipped) == 1
+    caplog.clear()
     with pytest.raises(ValueError, match="small.png: image is 100x80 L"), \
-            pytest.warns(UserWarning, match="broken.png"):
+            caplog.at_level("WARNING", logger="engine"):
         open_source(images=tmp_path, resize_images=False).read_all()
+    assert any("broken.png" in r.getMessage() for r in caplog.records)
 
 
 def test_event_bad_paths(tmp_path):
@@ -227,3 +231,18 @@ def test_event_bad_paths(tmp_path):
         open_source(events=tmp_path / "e")
     with pytest.raises(ValueError, match="catalog= applies to archive"):
         open_source(events=tmp_path / "e", catalog="x.csv")
+
+
+def test_files_read_counts_files_not_blocks(tmp_path):
+    with h5py.File(tmp_path / "set.h5", "w") as h:
+        h["LP"] = _traces(25, 200)
+        h["VT"] = _traces(10, 200, seed=1)
+    src = HDF5EventSource(tmp_path / "set.h5", block=8)
+    assert len(src.chunks()) == 4 + 2                      # blocks of two datasets
+    events, summary = src.read_all()
+    assert len(events) == 35 and summary.files_read == 1
+    np.savez(tmp_path / "set.npz", LP=_traces(20, 100), VT=_traces(3, 100))
+    np.save(tmp_path / "more.npy", _traces(9, 100))
+    src = NumpyEventSource(tmp_path, block=4)
+    events, summary = src.read_all()
+    assert len(events) == 32 and summary.files_read == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from engine._util import atomic_write
 
 from ._nearest import cluster_means, nearest_center
 from ._validation import check_features
+
+if TYPE_CHECKING:
+    from .conditioning import FeatureConditioner
 
 __all__ = ["ClusterModel"]
 
@@ -21,6 +24,21 @@ _FORMAT = "microquake-engine/cluster-model/1"
 def _stem(path) -> Path:
     p = Path(path)
     return p.with_suffix("") if p.suffix in (".npz", ".json") else p
+
+
+def _nearest_center_cuda(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_center` on the GPU (torch backend); distances in float64."""
+    from ._torch import as_tensor, nearest_center_torch
+
+    Xt = as_tensor(X, "cuda")
+    Ct = as_tensor(centers, "cuda").double()
+    lab, _ = nearest_center_torch(Xt, Ct.to(Xt.dtype))
+    dist = np.empty(Xt.shape[0])
+    step = 1 << 16
+    for s in range(0, Xt.shape[0], step):   # exact distances, float64, on the device
+        diff = Xt[s:s + step].double() - Ct[lab[s:s + step]]
+        dist[s:s + step] = diff.pow_(2).sum(dim=1).sqrt_().cpu().numpy()
+    return lab.cpu().numpy(), dist
 
 
 @dataclass
@@ -40,6 +58,10 @@ class ClusterModel:
         Where the features came from (extractor, weights, layer, ...).
     names : list of str, optional
         Human names of the clusters (e.g. the dominant known class).
+    conditioner : FeatureConditioner, optional
+        Fitted feature conditioning; :meth:`assign` applies it to the raw
+        features first (``centers`` live in the conditioned space). It is
+        saved and loaded with the model.
 
     Examples
     --------
@@ -54,16 +76,20 @@ class ClusterModel:
     quantile: float = 0.99
     provenance: dict = field(default_factory=dict)
     names: list | None = None
+    conditioner: "FeatureConditioner | None" = None
 
     @classmethod
     def from_labels(cls, X, labels, *, centers=None, method: str = "kmeans",
                     quantile: float = 0.99, provenance: dict | None = None,
-                    names: list | None = None) -> "ClusterModel":
+                    names: list | None = None, conditioner: "FeatureConditioner | None" = None,
+                    groups: Sequence | None = None) -> "ClusterModel":
         """Build a model from clustered events.
 
         Parameters
         ----------
         X : array_like, shape (n, d)
+            Raw features (with ``conditioner``, they are conditioned here;
+            without, they are the clustering space).
         labels : array_like of int, shape (n,)
             Clusters ``0..k-1`` (-1 ignored).
         centers : array_like, shape (k, d), optional
@@ -73,6 +99,10 @@ class ClusterModel:
             In (0, 1]; default 0.99 (the 99th percentile of member distances).
         provenance : dict, optional
         names : list of str, optional
+        conditioner : FeatureConditioner, optional
+            Fitted; ``centers`` are then in its output space.
+        groups : sequence of str, optional
+            Station of each event, for the conditioner.
 
         Returns
         -------
@@ -84,6 +114,8 @@ class ClusterModel:
             On malformed inputs, an empty cluster or a bad quantile.
         """
         X = check_features(X)
+        if conditioner is not None:
+            X = conditioner.transform(X, groups=groups)
         lab = np.asarray(labels)
         if lab.shape != (X.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
             raise ValueError(f"labels must be integers, one per row of X ({X.shape[0]}), "
@@ -103,19 +135,33 @@ class ClusterModel:
                 raise ValueError(f"cluster {j} has no members; renumber the labels 0..k-1")
             d = np.linalg.norm(members - C[j], axis=1)
             thr[j] = np.quantile(d, quantile)
-        return cls(C, thr, method, float(quantile), dict(provenance or {}), names)
+        return cls(C, thr, method, float(quantile), dict(provenance or {}), names, conditioner)
 
     @property
     def n_clusters(self) -> int:
         """Number of known clusters."""
         return int(self.centers.shape[0])
 
-    def assign(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @property
+    def n_features_in(self) -> int:
+        """Number of raw features an event must have (before conditioning)."""
+        if self.conditioner is not None:
+            return int(self.conditioner.n_features_in_)
+        return int(self.centers.shape[1])
+
+    def assign(self, X, groups: Sequence | None = None, device: str = "cpu"
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Nearest known cluster of each event, or -1 when it is none of them.
 
         Parameters
         ----------
         X : array_like, shape (n, d)
+            Raw features; the model's conditioner (if any) is applied first.
+        groups : sequence of str, optional
+            Station of each event (per-station centring of the conditioner;
+            unseen or missing stations use the global centre).
+        device : {"cpu", "cuda"}
+            ``"cuda"``: nearest centres from the torch backend on the GPU.
 
         Returns
         -------
@@ -132,10 +178,17 @@ class ClusterModel:
             If ``X`` is malformed or has the wrong number of features.
         """
         X = check_features(X, dtype=None)
-        if X.shape[1] != self.centers.shape[1]:
+        if X.shape[1] != self.n_features_in:
             raise ValueError(f"X has {X.shape[1]} features, the model was built on "
-                             f"{self.centers.shape[1]}")
-        lab, dist = nearest_center(X, self.centers)
+                             f"{self.n_features_in}")
+        if self.conditioner is not None:
+            X = self.conditioner.transform(X, groups=groups)
+        if device == "cuda":
+            lab, dist = _nearest_center_cuda(X, self.centers)
+        elif device == "cpu":
+            lab, dist = nearest_center(X, self.centers)
+        else:
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         novel = dist > self.thresholds[lab]
         lab = lab.copy()
         lab[novel] = -1
@@ -155,12 +208,17 @@ class ClusterModel:
         """
         stem = _stem(path)
         npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        atomic_write(npz, lambda fh: np.savez(fh, centers=self.centers,
-                                               thresholds=self.thresholds))
+        arrays = {"centers": self.centers, "thresholds": self.thresholds}
+        cond = None
+        if self.conditioner is not None:
+            cond, cond_arrays = self.conditioner.to_state()
+            arrays.update({"conditioner_" + k: v for k, v in cond_arrays.items()})
+        atomic_write(npz, lambda fh: np.savez(fh, **arrays))
         meta: dict[str, Any] = {"format": _FORMAT, "method": self.method,
                                 "quantile": self.quantile, "n_clusters": self.n_clusters,
                                 "n_features": int(self.centers.shape[1]),
-                                "provenance": self.provenance, "names": self.names}
+                                "provenance": self.provenance, "names": self.names,
+                                "conditioner": cond}
         atomic_write(js, lambda fh: fh.write(json.dumps(meta, indent=2, default=str).encode()))
         return npz, js
 
@@ -194,8 +252,21 @@ class ClusterModel:
             raise ValueError(f"{js} is not a cluster model (format {meta.get('format')!r})")
         with np.load(npz) as z:
             C, thr = z["centers"], z["thresholds"]
+            cond_arrays = {k[len("conditioner_"):]: z[k] for k in z.files
+                           if k.startswith("conditioner_")}
         if C.shape != (meta["n_clusters"], meta["n_features"]) or thr.shape != (C.shape[0],):
             raise ValueError(f"{npz} holds arrays of shapes {C.shape}, {thr.shape} that do not "
                              f"match {js}")
+        conditioner = None
+        if meta.get("conditioner"):
+            from .conditioning import FeatureConditioner
+
+            try:
+                conditioner = FeatureConditioner.from_state(meta["conditioner"], cond_arrays)
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{stem}: bad feature conditioner in the model ({exc})") from None
+            if conditioner.n_features_out_ != C.shape[1]:
+                raise ValueError(f"{stem}: the conditioner gives {conditioner.n_features_out_} "
+                                 f"features, the centres have {C.shape[1]}")
         return cls(C, thr, meta["method"], float(meta["quantile"]), meta.get("provenance") or {},
-                   meta.get("names"))
+                   meta.get("names"), conditioner)

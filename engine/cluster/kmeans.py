@@ -1,4 +1,4 @@
-"""k-means with k-means++ start on scikit-learn, FAISS (CPU/GPU) or cuML (GPU)."""
+"""k-means with k-means++ start on scikit-learn, FAISS (CPU/GPU), cuML (GPU) or torch (CPU/GPU)."""
 from __future__ import annotations
 
 from numbers import Integral, Real
@@ -38,7 +38,7 @@ def resolve_kmeans_backend(backend: str, device: str, n_samples: int,
 
     Parameters
     ----------
-    backend : {"auto", "sklearn", "faiss", "cuml"}
+    backend : {"auto", "sklearn", "faiss", "cuml", "torch"}
     device : {"cpu", "cuda", "auto"}
     n_samples : int
         Number of events; on the CPU ``backend="auto"`` takes FAISS above ``large``.
@@ -55,7 +55,14 @@ def resolve_kmeans_backend(backend: str, device: str, n_samples: int,
     ValueError
         For combinations that cannot work (``"cuml"`` on the CPU, ``"sklearn"``
         on CUDA, CUDA asked for but no GPU backend present).
+
+    Notes
+    -----
+    On CUDA ``"auto"`` prefers cuML, then FAISS-GPU, then torch (present
+    wherever torch sees a GPU). On the CPU ``"auto"`` never picks torch.
     """
+    from ._torch import cuda_available
+
     if device == "auto":
         try:
             return resolve_kmeans_backend(backend, "cuda", n_samples, large)
@@ -77,12 +84,14 @@ def resolve_kmeans_backend(backend: str, device: str, n_samples: int,
             return "cuml", "cuda"
         if backend in ("auto", "faiss") and _faiss_gpus() > 0:
             return "faiss", "cuda"
+        if backend in ("auto", "torch") and cuda_available():
+            return "torch", "cuda"
         if backend == "cuml":
             require("cuml", "gpu", "KMeans(backend='cuml')")
         raise ValueError(
-            f"device='cuda' with backend={backend!r} needs a visible GPU with cuML or FAISS-GPU "
-            f"(found cuML: {_has_module('cuml')}, FAISS GPUs: {_faiss_gpus()}); install "
-            "'microquake-engine[gpu]' or use device='cpu'")
+            f"device='cuda' with backend={backend!r} needs a visible GPU (torch sees none) "
+            f"or cuML / FAISS-GPU (found cuML: {_has_module('cuml')}, FAISS GPUs: "
+            f"{_faiss_gpus()}); use device='cpu' or 'auto'")
     raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
 
 
@@ -98,10 +107,14 @@ class KMeans(BaseClusterer):
     max_iter : int, default 100
         Lloyd iterations per restart.
     tol : float, default 1e-4
-        Relative tolerance (scikit-learn backend).
-    backend : {"auto", "sklearn", "faiss", "cuml"}, default "auto"
-        ``"auto"``: cuML or FAISS-GPU on CUDA; on the CPU exact scikit-learn
-        Lloyd up to 100,000 events and FAISS above.
+        Relative tolerance (scikit-learn and torch backends: stop when the
+        squared centre shift is below ``tol`` times the mean feature variance).
+    backend : {"auto", "sklearn", "faiss", "cuml", "torch"}, default "auto"
+        ``"auto"``: cuML, FAISS-GPU or else torch on CUDA; on the CPU exact
+        scikit-learn Lloyd up to 100,000 events and FAISS above. ``"torch"``:
+        greedy k-means++ and Lloyd iterations on tiled matrix products, on the
+        CPU or CUDA (a torch tensor given to :meth:`fit` is clustered on its
+        own device).
     device : {"cpu", "cuda", "auto"}, default "cpu"
     minibatch_above : int, default 200_000
         The scikit-learn backend switches to ``MiniBatchKMeans`` above this size.
@@ -120,6 +133,8 @@ class KMeans(BaseClusterer):
         Sum of squared distances of the events to their centre.
     backend_, device_ : str
         Backend and device actually used.
+    n_iter_ : int
+        Lloyd iterations of the kept restart (torch backend only).
     n_features_in_ : int
 
     Notes
@@ -139,7 +154,7 @@ class KMeans(BaseClusterer):
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "backend": [StrOptions({"auto", "sklearn", "faiss", "cuml"})],
+        "backend": [StrOptions({"auto", "sklearn", "faiss", "cuml", "torch"})],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
         "minibatch_above": [Interval(Integral, 1, None, closed="left")],
         "max_points_per_centroid": [Interval(Integral, 1, None, closed="left")],
@@ -165,7 +180,9 @@ class KMeans(BaseClusterer):
 
         Parameters
         ----------
-        X : array_like, shape (n_samples, n_features)
+        X : array_like or torch.Tensor, shape (n_samples, n_features)
+            A tensor is clustered by the torch backend on its own device
+            (unless ``backend`` names another one; it is then copied to NumPy).
         y : ignored
 
         Returns
@@ -178,10 +195,18 @@ class KMeans(BaseClusterer):
             On bad parameters, NaN features, ``n_clusters > n_samples`` or an
             impossible backend/device pair.
         """
+        from ._torch import is_tensor
+
         self._validate_params()
+        if is_tensor(X):
+            if self.backend in ("auto", "torch"):
+                return self._fit_tensor(X)
+            X = X.detach().cpu().numpy()
         X = check_features(X, dtype=None)
         check_n_clusters(self.n_clusters, X.shape[0])
         backend, device = resolve_kmeans_backend(self.backend, self.device, X.shape[0])
+        if backend == "torch":
+            return self._fit_tensor(X, device)
         fit = {"sklearn": self._fit_sklearn, "faiss": self._fit_faiss, "cuml": self._fit_cuml}
         centers, labels = fit[backend](X, device)
         self.cluster_centers_ = np.asarray(centers, dtype=np.float64)
@@ -194,6 +219,25 @@ class KMeans(BaseClusterer):
         self.inertia_ = float(np.sum(dist ** 2))
         self.backend_, self.device_ = backend, device
         self.n_features_in_ = X.shape[1]
+        return self
+
+    def _fit_tensor(self, X, device: str | None = None) -> "KMeans":
+        """Torch backend on ``device`` (default: the tensor's own device)."""
+        from ._torch import as_tensor, kmeans_torch
+
+        if device is None:
+            device = "cuda" if X.device.type == "cuda" else "cpu"
+        Xt = as_tensor(X, device)
+        check_n_clusters(self.n_clusters, Xt.shape[0])
+        C, labels, inertia, n_iter = kmeans_torch(
+            Xt, self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+            random_state=self._seed())
+        self.cluster_centers_ = C.double().cpu().numpy()
+        self.labels_ = labels.cpu().numpy().astype(np.int64)
+        self.inertia_ = float(inertia)
+        self.n_iter_ = int(n_iter)
+        self.backend_, self.device_ = "torch", device
+        self.n_features_in_ = int(Xt.shape[1])
         return self
 
     def _seed(self) -> int:

@@ -19,13 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from engine.features.base import Featurizer
-from engine.features.extractor import SqueezeNetExtractor
-from engine.features.matlab import import_matlab
 from engine.features.pixels import ScalogramPixels
 from engine.features.scalostats import ScalogramStats
-from engine.features.squeezenet import SqueezeNet
 from engine.features.superlet_cnn import SuperletCNN
-from engine.features.weights import load_default
+
+#: heavy names (they import torch) loaded on first use
+_LAZY = {"SqueezeNetExtractor": "engine.features.extractor",
+         "SqueezeNet": "engine.features.squeezenet",
+         "import_matlab": "engine.features.matlab",
+         "load_default": "engine.features.weights"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.features' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 #: the featurizer table: name -> class (the first entry is the default of the main job)
 FEATURIZERS: dict[str, type[Featurizer]] = {

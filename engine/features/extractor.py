@@ -19,10 +19,12 @@ absolute difference divided by the max absolute feature. CPU fp32 is the
 reference; on the CPU a different batch size changes features by < 1e-5
 (other conv kernels, other summation order), save/load and the numpy / torch
 inputs give identical features at the same batch size. GPU targets: fp32
-(cuDNN) <= 1e-4, fp16 autocast <= 1e-2, bf16 autocast <= 3e-2, TensorRT the
-tolerance of its precision; ``tests/test_features.py::test_gpu_matches_cpu``
-asserts the autocast ones when a CUDA GPU is present (not yet measured: the
-development machine had none).
+(cuDNN, TF32 tensor-core maths switched off for the forward pass) <= 1e-4,
+tf32 (TF32 allowed in convolutions and matrix products: fp32 storage, 10-bit
+mantissa products; measured 1.3e-3 on an H200) <= 3e-3, fp16 autocast <= 1e-2,
+bf16 autocast <= 3e-2, TensorRT the tolerance of its precision;
+``tests/test_features.py::test_gpu_matches_cpu`` asserts them when a CUDA GPU
+is present.
 """
 from __future__ import annotations
 
@@ -42,7 +44,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from engine._util import progress, require
 from engine.features.squeezenet import GAP_NAMES, LAYER_NAMES, SqueezeNet
 
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
+           "tf32": torch.float32}
+#: Precisions that run without autocast (fp32 storage and arithmetic).
+_FP32_LIKE = ("fp32", "tf32")
 
 
 class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
@@ -64,8 +69,11 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         Where inference runs; ``"auto"`` picks CUDA when available.
     batch_size : int
         Images per forward pass (bounds memory).
-    precision : {"fp32", "fp16", "bf16"}
-        Autocast precision on CUDA; the CPU runs fp32 only.
+    precision : {"fp32", "tf32", "fp16", "bf16"}
+        Arithmetic on CUDA: ``"fp32"`` is strict fp32 (TF32 tensor-core maths
+        switched off during inference, the flags restored afterwards),
+        ``"tf32"`` allows TF32 in convolutions and matrix products (faster,
+        ~1e-3 relative), ``"fp16"``/``"bf16"`` autocast.  The CPU runs fp32 only.
     tensorrt : bool
         Compile the network with ``torch_tensorrt`` (CUDA only; the engine is
         cached on disk keyed by weights, layer, input shape, precision and GPU name).
@@ -107,7 +115,7 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         "feature_layer": [str],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "precision": [StrOptions({"fp32", "fp16", "bf16"})],
+        "precision": [StrOptions({"fp32", "tf32", "fp16", "bf16"})],
         "tensorrt": ["boolean"],
         "output": [StrOptions({"numpy", "torch"})],
         "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
@@ -245,7 +253,8 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         device = torch.device("cuda" if (self.device == "cuda" or
                                          (self.device == "auto" and cuda)) else "cpu")
         if device.type == "cpu" and self.precision != "fp32":
-            raise ValueError(f"precision={self.precision!r} needs CUDA; the CPU path runs fp32")
+            raise ValueError(f"precision={self.precision!r} needs CUDA; the CPU path runs fp32 "
+                             f"(use precision='fp32')")
         if device.type == "cpu" and self.tensorrt:
             raise ValueError("tensorrt=True needs device='cuda' (TensorRT runs on NVIDIA GPUs)")
         if self.tensorrt:
@@ -362,8 +371,9 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         if cpu:
             torch.set_num_threads(int(self.n_jobs or _available_cores()))
         try:
-            with torch.inference_mode():
-                if not cpu and self.precision != "fp32" and not self.tensorrt:
+            with torch.inference_mode(), _tf32_allowed(None if cpu else
+                                                       self.precision == "tf32"):
+                if not cpu and self.precision not in _FP32_LIKE and not self.tensorrt:
                     with torch.autocast("cuda", dtype=_DTYPES[self.precision]):
                         yield
                 else:
@@ -475,6 +485,22 @@ class _LayerOutput(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _flatten(self.model.forward_layers(x, [self.layer])[self.layer])
+
+
+@contextlib.contextmanager
+def _tf32_allowed(allow: bool | None) -> Iterator[None]:
+    """Set torch's TF32 switches (cuDNN convolutions, CUDA matrix products) for the
+    duration of the block and restore them after; ``None`` leaves them alone."""
+    if allow is None:
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = bool(allow)
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def _available_cores() -> int:

@@ -25,6 +25,8 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 WEIGHT_SUFFIXES = (".mat", ".safetensors", ".pt")
 
 _EXTRACTORS: dict[tuple, Any] = {}
+#: events whose images are made in one call (bounds memory: 256 images = 40 MB)
+IMAGE_GROUP = 256
 
 
 class SuperletCNN(Featurizer):
@@ -107,9 +109,12 @@ class SuperletCNN(Featurizer):
         from engine._util import quiet
 
         feats = []
+        # images of up to IMAGE_GROUP events at a time (sorted by length inside, so
+        # padding is small), then the CNN in batches of ``batch`` (the extractor's)
+        step = max(self.batch, IMAGE_GROUP)
         with quiet():
-            for i in range(0, len(events), self.batch):
-                batch = events[i:i + self.batch]
+            for i in range(0, len(events), step):
+                batch = events[i:i + step]
                 t0 = time.perf_counter()
                 images = self.images(batch)
                 self._timed("images", t0)

@@ -1,6 +1,7 @@
-"""Outputs of a clustering run: assignments.csv, metrics.json, figures and report.html."""
+"""Outputs of a clustering run: assignments.csv, representatives.csv, metrics.json,
+figures and a self-contained report.html."""
 from __future__ import annotations
 
-from .outputs import atomic_write_bytes, default_versions, write_outputs
+from .outputs import atomic_write_bytes, default_versions, remove_stale_report, write_outputs
 
-__all__ = ["write_outputs", "atomic_write_bytes", "default_versions"]
+__all__ = ["write_outputs", "remove_stale_report", "atomic_write_bytes", "default_versions"]

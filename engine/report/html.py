@@ -6,7 +6,7 @@ import html
 import json
 from typing import Any, Sequence
 
-__all__ = ["img_tag", "table", "page", "esc"]
+__all__ = ["img_tag", "table", "page", "esc", "explorer", "swatch", "pre_json"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;
@@ -26,6 +26,63 @@ img{max-width:100%;height:auto;border:1px solid #e3e6ec;border-radius:4px;margin
 .card b{display:block;font-size:20px;color:#1d3557} .card span{font-size:12px;color:#555}
 pre{background:#f0f2f5;padding:8px;border-radius:4px;font-size:12px;overflow-x:auto}
 .note{font-size:13px;color:#555}
+.sw{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:5px;
+  vertical-align:-1px}
+.xp{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.xp svg{background:#fbfcfe;border:1px solid #e3e6ec;border-radius:4px;max-width:100%;height:auto}
+.xp circle{cursor:pointer;stroke:#fff;stroke-width:.5}
+.xp circle.sel{stroke:#000;stroke-width:2}
+.xp-panel{min-width:230px;max-width:300px;font-size:13px}
+.xp-panel img{width:227px;height:227px;image-rendering:auto;background:#eee;display:block}
+.xp-panel div{margin:3px 0;word-break:break-all}
+.xp-wrap button{margin:0 6px 6px 0;padding:3px 10px;border:1px solid #9aa7bd;border-radius:4px;
+  background:#fff;cursor:pointer} .xp-wrap button.on{background:#1d3557;color:#fff}
+"""
+
+_EXPLORER_JS = """
+(function(){
+  var root = document.getElementById('xp');
+  if (!root) return;
+  var data = JSON.parse(document.getElementById('xp-data').textContent);
+  var img = document.getElementById('xp-img'), sel = null;
+  function show(c){
+    var p = data.points[+c.getAttribute('data-i')];
+    img.src = p.th >= 0 ? data.thumbs[p.th] : '';
+    img.alt = p.th >= 0 ? 'scalogram of ' + p.id : 'no image for this event';
+    document.getElementById('xp-id').textContent = p.id;
+    document.getElementById('xp-time').textContent = p.t ? p.t + ' (UTC)' : 'time unknown';
+    document.getElementById('xp-cluster').textContent = data.names[String(p.c)] +
+      (p.l ? ' \u00b7 catalogue label ' + p.l : '');
+    var all = root.querySelectorAll('circle[data-id="' + CSS.escape(p.id) + '"]');
+    if (sel) sel.forEach(function(e){ e.classList.remove('sel'); });
+    all.forEach(function(e){ e.classList.add('sel'); });
+    sel = all;
+    root.setAttribute('data-shown', p.id);
+  }
+  root.addEventListener('mouseover', function(e){
+    if (e.target.tagName === 'circle') show(e.target); });
+  root.addEventListener('click', function(e){
+    if (e.target.tagName === 'circle') show(e.target); });
+  root.querySelectorAll('button[data-proj]').forEach(function(b){
+    b.addEventListener('click', function(){
+      root.querySelectorAll('button[data-proj]').forEach(function(o){
+        o.classList.toggle('on', o === b); });
+      root.querySelectorAll('svg[data-proj]').forEach(function(s){
+        s.style.display = s.getAttribute('data-proj') === b.getAttribute('data-proj') ? '' : 'none';
+      });
+    });
+  });
+  function fromHash(){
+    var m = location.hash.match(/^#event=(.+)$/);
+    if (!m) return;
+    var id = decodeURIComponent(m[1]);
+    var c = root.querySelector('svg:not([style*="none"]) circle[data-id="' + CSS.escape(id) + '"]');
+    if (c) c.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  }
+  window.addEventListener('hashchange', fromHash);
+  fromHash();
+  root.setAttribute('data-ready', '1');
+})();
 """
 
 
@@ -109,3 +166,83 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str]]) -> str:
 def pre_json(obj: Any) -> str:
     """Pretty JSON in a ``<pre>`` block."""
     return f"<pre>{esc(json.dumps(obj, indent=2, default=str, sort_keys=True))}</pre>"
+
+
+def swatch(colour_hex: str) -> str:
+    """A small square of ``colour_hex`` (inline, before a cluster name)."""
+    return f'<span class="sw" style="background:{esc(colour_hex)}"></span>'
+
+
+def _svg_points(name: str, Y, axis_labels, points, colours, visible: bool,
+                width: int = 720, height: int = 520) -> str:
+    import numpy as np
+
+    Y = np.asarray(Y, dtype=float)
+    m = 46
+    lo, hi = Y.min(axis=0), Y.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    px = m + (Y[:, 0] - lo[0]) / span[0] * (width - 2 * m)
+    py = height - m - (Y[:, 1] - lo[1]) / span[1] * (height - 2 * m)
+    order = sorted(range(len(points)), key=lambda i: (points[i]["c"] >= 0, i))  # novel below
+    dots = "".join(
+        f'<circle cx="{px[i]:.1f}" cy="{py[i]:.1f}" r="4.5" fill="{esc(colours[points[i]["c"]])}" '
+        f'data-i="{i}" data-id="{esc(points[i]["id"])}"><title>{esc(points[i]["id"])}</title>'
+        "</circle>" for i in order)
+    axes = (f'<line x1="{m}" y1="{height - m}" x2="{width - m}" y2="{height - m}" stroke="#888"/>'
+            f'<line x1="{m}" y1="{m}" x2="{m}" y2="{height - m}" stroke="#888"/>'
+            f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle" font-size="13">'
+            f"{esc(axis_labels[0])}</text>"
+            f'<text x="14" y="{height / 2}" text-anchor="middle" font-size="13" '
+            f'transform="rotate(-90 14 {height / 2})">{esc(axis_labels[1])}</text>')
+    style = "" if visible else ' style="display:none"'
+    return (f'<svg data-proj="{esc(name)}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-label="{esc(name)} of the events"{style}>'
+            f"{axes}{dots}</svg>")
+
+
+def explorer(projections: Sequence[tuple[str, Any, Sequence[str]]],
+             points: Sequence[dict], colours: dict, names: dict,
+             thumbs: Sequence[str]) -> str:
+    """Interactive map of the feature space: hover or click a point to see the event.
+
+    Everything is inline (SVG points, JSON data, thumbnails as data URIs, a
+    small script): the page stays self-contained and works offline. Opening
+    the page at ``#event=<id>`` selects that event as a click would.
+
+    Parameters
+    ----------
+    projections : sequence of (name, Y, axis_labels)
+        2-D coordinates of the points, one set per projection (``"PCA"``,
+        ``"t-SNE"``); the first is shown, buttons switch.
+    points : sequence of dict
+        Per point: ``id``, ``t`` (ISO UTC or ""), ``c`` (cluster), ``l``
+        (catalogue label or ""), ``th`` (index into ``thumbs`` or -1).
+    colours : dict
+        ``{cluster: "#rrggbb"}``.
+    names : dict
+        ``{cluster: display name}``.
+    thumbs : sequence of str
+        Thumbnail images as data URIs.
+
+    Returns
+    -------
+    str
+        HTML (a ``div#xp`` with its data and script).
+    """
+    buttons = "".join(
+        f'<button type="button" data-proj="{esc(n)}" class="{"on" if j == 0 else ""}">'
+        f"{esc(n)}</button>" for j, (n, _, _) in enumerate(projections))
+    svgs = "".join(_svg_points(n, Y, ax, points, colours, j == 0)
+                   for j, (n, Y, ax) in enumerate(projections))
+    legend = " ".join(f"{swatch(colours[c])}{esc(names[c])}" for c in sorted(
+        names, key=lambda c: (c < 0, c)))
+    data = json.dumps({"points": list(points), "thumbs": list(thumbs),
+                       "names": {str(k): v for k, v in names.items()}},
+                      separators=(",", ":")).replace("</", "<\\/")
+    panel = ('<div class="xp-panel"><img id="xp-img" alt="hover or click a point">'
+             '<div id="xp-id"><b>hover or click a point</b></div><div id="xp-time"></div>'
+             '<div id="xp-cluster"></div></div>')
+    return (f'<div id="xp" class="xp-wrap"><div>{buttons}</div>'
+            f'<p class="note">{legend}</p><div class="xp"><div>{svgs}</div>{panel}</div>'
+            f'<script type="application/json" id="xp-data">{data}</script>'
+            f"<script>{_EXPLORER_JS}</script></div>")

@@ -1,13 +1,22 @@
 """Helpers shared by the sources: resampling, selection, file discovery."""
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import warnings
 from fnmatch import fnmatchcase
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
+
+logger = logging.getLogger("engine.sources")
+
+#: longest reason kept for a skipped file (the run summary and summary.json hold it)
+REASON_MAX = 200
 
 #: files that are never waveforms; a waveform-folder scan ignores them silently
 NON_WAVEFORM_SUFFIXES = frozenset({
@@ -98,3 +107,84 @@ def label_from_folder(path: Path, root: Path) -> Optional[str]:
     except ValueError:
         return None
     return rel.parts[0] if len(rel.parts) > 1 else None
+
+
+def short_reason(exc: BaseException, what: str = "", limit: int = REASON_MAX) -> str:
+    """One short line saying why a file could not be read.
+
+    Libraries sometimes put thousands of lines in one exception (ObsPy's
+    ``InternalMSEEDError`` lists every undecodable Steim frame); this keeps the
+    exception type, the first two lines and how many more there were.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error raised while reading.
+    what : str
+        Prefix, e.g. ``"not readable by ObsPy"`` (the result is then
+        ``"not readable by ObsPy (ErrorType: first line ...)"``).
+    limit : int
+        Maximum length of the part taken from the message.
+
+    Returns
+    -------
+    str
+        A single line.
+
+    Examples
+    --------
+    >>> short_reason(ValueError("bad frame\\nbad frame\\nbad frame"), "unreadable")
+    'unreadable (ValueError: bad frame; bad frame; +1 more line(s))'
+    """
+    lines = [ln.strip().rstrip(":") for ln in str(exc).splitlines() if ln.strip()]
+    text = "; ".join(lines[:2]) if lines else "no message"
+    if len(lines) > 2:
+        text += f"; +{len(lines) - 2} more line(s)"
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    text = f"{type(exc).__name__}: {text}"
+    return f"{what} ({text})" if what else text
+
+
+def _from_obspy(w: warnings.WarningMessage) -> bool:
+    mod = getattr(w.category, "__module__", "") or ""
+    return mod.startswith("obspy") or "obspy" in str(w.filename)
+
+
+def read_obspy(path, **kwargs):
+    """``obspy.read(path, **kwargs)`` without ObsPy's console noise.
+
+    libmseed reports every undecodable frame of a garbled miniSEED file through
+    Python callbacks (``print`` and ``InternalMSEEDWarning``): thousands of lines
+    for one file. Here its printed output is dropped and its warnings become a
+    single DEBUG log line per call; warnings that other code raised meanwhile
+    are re-issued unchanged. Errors propagate: callers skip the file with
+    :func:`short_reason`.
+
+    Parameters
+    ----------
+    path : path
+        Waveform file.
+    **kwargs
+        Passed to :func:`obspy.read` (``headonly``, ``starttime``, ...).
+
+    Returns
+    -------
+    obspy.Stream
+    """
+    from obspy import read
+
+    with warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        try:
+            return read(str(path), **kwargs)
+        finally:
+            mine = [w for w in caught if _from_obspy(w)]
+            others = [w for w in caught if not _from_obspy(w)]
+            if mine:
+                logger.debug("%s: %d ObsPy warning(s) while reading, first: %s", path,
+                             len(mine), str(mine[0].message).splitlines()[0][:REASON_MAX]
+                             if str(mine[0].message) else mine[0].category.__name__)
+            for w in others:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -9,8 +9,14 @@ Layouts
   SAC, GSE2, SEISAN, ...). Every file's header is read once
   (``obspy.read(headonly=True)``) to index its channels and time span; files
   that ObsPy cannot read are skipped with a warning and counted in the summary
-  of the first chunk. Files with obviously non-waveform suffixes (``.csv``,
-  ``.xml``, ``.trs``, ``.png``, ...) are ignored without a warning.
+  of the first chunk. A file whose headers read but whose data do not (garbled
+  Steim frames) fails in every chunk that reads it: each records it under the
+  file's path with a one-line reason (merge per file with
+  :func:`engine.sources.base.unique_skipped`), and one warning is logged per
+  file; ObsPy's per-frame messages are not shown. ``files_read`` counts each
+  file once, in the first chunk that opens it (not once per chunk). Files
+  with obviously non-waveform suffixes (``.csv``, ``.xml``, ``.trs``,
+  ``.png``, ...) are ignored without a warning.
 - ``auto`` (default): ``sds`` when ROOT holds four-digit year folders with SDS
   file names, else ``folder``.
 
@@ -55,8 +61,8 @@ import numpy as np
 
 from engine.detect import DetectorConfig, coincidence, detect
 from engine.events import Event
-from engine.sources._common import (NON_WAVEFORM_SUFFIXES, check_path, matches, resample,
-                                    walk_files)
+from engine.sources._common import (NON_WAVEFORM_SUFFIXES, check_path, matches, read_obspy,
+                                    resample, short_reason, walk_files)
 from engine.sources.base import ChunkResult, EventSource, SourceSummary
 from engine.sources.catalog import CatalogEntry, read_catalog
 
@@ -249,17 +255,15 @@ class ArchiveSource(EventSource):
 
     def _scan_folder(self, root: Path, summary: SourceSummary) -> tuple[list, list]:
         """Header index of a plain folder: [(path, nslc, start, end, fs)]."""
-        from obspy import read
-
         files = [root] if root.is_file() else walk_files(root)
         index = []
         for f in files:
             if f.suffix.lower() in NON_WAVEFORM_SUFFIXES:
                 continue
             try:
-                st = read(str(f), headonly=True)
+                st = read_obspy(f, headonly=True)
             except Exception as exc:  # ObsPy raises many types for bad files
-                summary.skip(str(f), f"not readable by ObsPy ({type(exc).__name__}: {exc})")
+                self._skip(summary, f, short_reason(exc, "not readable by ObsPy"))
                 continue
             summary.files_read += 1
             for tr in st:
@@ -322,7 +326,8 @@ class ArchiveSource(EventSource):
             keys = [f"ALL|{_iso(t)}" for t in allt]
         else:
             keys = [f"{nslc}|{_iso(t)}" for nslc in sorted(per) for t in sorted(per[nslc])]
-        st.update(keys=keys, streams=sorted(per), index=index, index_summary=index_summary)
+        st.update(keys=keys, key_pos={k: i for i, k in enumerate(keys)}, streams=sorted(per),
+                  index=index, index_summary=index_summary)
         self._state = st
         return st
 
@@ -331,38 +336,51 @@ class ArchiveSource(EventSource):
         return list(self._prepare()["keys"])
 
     # ------------------------------------------------------------------ reading
-    def _read_stream(self, st: dict, nslc: str, a: float, b: float, summary: SourceSummary):
-        from obspy import Stream, UTCDateTime, read
+    @staticmethod
+    def _files_for(st: dict, nslc: str, a: float, b: float) -> list[str]:
+        """Files of stream ``nslc`` that a read of ``[a, b)`` opens."""
+        from obspy import UTCDateTime
 
+        if st["layout"] != "sds":
+            return sorted({p for p, i, s, e, _ in st["index"] if i == nslc and s < b and e > a})
         files: list[str] = []
-        if st["layout"] == "sds":
-            net, sta, loc, cha = nslc.split(".")
-            day = math.floor(a / _DAY)
-            first = day - 1 if a - day * _DAY < 120 else day
-            for d in range(first, math.floor(b / _DAY) + 1):
-                t = UTCDateTime(d * _DAY)
-                p = (st["root"] / str(t.year) / net / sta / f"{cha}.D"
-                     / f"{nslc}.D.{t.year}.{t.julday:03d}")
-                if p.is_file():
-                    files.append(str(p))
-        else:
-            files = sorted({p for p, i, s, e, _ in st["index"] if i == nslc and s < b and e > a})
+        net, sta, loc, cha = nslc.split(".")
+        day = math.floor(a / _DAY)
+        first = day - 1 if a - day * _DAY < 120 else day
+        for d in range(first, math.floor(b / _DAY) + 1):
+            t = UTCDateTime(d * _DAY)
+            p = (st["root"] / str(t.year) / net / sta / f"{cha}.D"
+                 / f"{nslc}.D.{t.year}.{t.julday:03d}")
+            if p.is_file():
+                files.append(str(p))
+        return files
+
+    def _read_stream(self, st: dict, nslc: str, a: float, b: float, summary: SourceSummary,
+                     prev_window: Optional[tuple[float, float]] = None):
+        from obspy import Stream, UTCDateTime
+
+        files = self._files_for(st, nslc, a, b)
+        # a file is counted as read by the first chunk that opens it (the previous chunk
+        # of the stream opens it too when it spans both: windows move forward in time)
+        before = set(self._files_for(st, nslc, *prev_window)) if prev_window else set()
         stream = Stream()
         for f in files:
             try:
-                part = read(f, starttime=UTCDateTime(a), endtime=UTCDateTime(b), nearest_sample=False)
-            except Exception as exc:
-                summary.skip(f, f"not readable by ObsPy ({type(exc).__name__}: {exc})")
+                part = read_obspy(f, starttime=UTCDateTime(a), endtime=UTCDateTime(b),
+                                  nearest_sample=False)
+            except Exception as exc:  # garbled data: one warning per file, short reason
+                self._skip(summary, f, short_reason(exc, "not readable by ObsPy"))
                 continue
-            summary.files_read += 1
+            if f not in before:
+                summary.files_read += 1
             stream += part.select(id=nslc)
         if not len(stream):
             return []
         rates = {tr.stats.sampling_rate for tr in stream}
         if len(rates) > 1:
             keep = max(rates, key=lambda r: sum(tr.stats.npts for tr in stream if tr.stats.sampling_rate == r))
-            summary.skip(nslc, f"mixed sampling rates {sorted(rates)} in {_iso(a)}..{_iso(b)}; "
-                               f"kept {keep} Hz")
+            self._skip(summary, nslc, f"mixed sampling rates {sorted(rates)} in "
+                                      f"{_iso(a)}..{_iso(b)}; kept {keep} Hz")
             stream = Stream([tr for tr in stream if tr.stats.sampling_rate == keep])
         segs = []
         for tr in merge_and_fill(stream, float(self.max_gap)):
@@ -425,7 +443,17 @@ class ArchiveSource(EventSource):
             tail = cfg.overlap
         streams = st["streams"] if ident == "ALL" else [ident]
         fs = float(self.target_fs)
-        data = {n: self._read_stream(st, n, own_lo - lead, own_hi + tail, summary) for n in streams}
+        prev_window = None
+        pos = st["key_pos"][key]
+        if pos > 0 and st["keys"][pos - 1].split("|")[0] == ident:
+            t_prev = _to_ts(st["keys"][pos - 1].split("|")[1], "chunk time")
+            p_lo = t_prev if st["t0"] is None else max(t_prev, st["t0"])
+            p_hi = t_prev + float(self.chunk_length)
+            if st["t1"] is not None:
+                p_hi = min(p_hi, st["t1"])
+            prev_window = (p_lo - lead, p_hi + tail)
+        data = {n: self._read_stream(st, n, own_lo - lead, own_hi + tail, summary, prev_window)
+                for n in streams}
         events: list[Event] = []
         if catalog is not None:
             for nslc in streams:

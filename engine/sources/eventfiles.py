@@ -41,10 +41,12 @@ import numpy as np
 
 from engine.events import Event
 from engine.sources._common import (NON_WAVEFORM_SUFFIXES, check_path, label_from_folder,
-                                    matches, resample, walk_files)
+                                    matches, read_obspy, resample, short_reason, walk_files)
 from engine.sources.base import ChunkResult, EventSource, SourceSummary
 
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".mat")
+_KIND_NAMES = {"U": "text", "S": "bytes", "O": "Python objects", "c": "complex numbers",
+               "M": "dates", "m": "time spans", "V": "records"}
 NPY_SUFFIXES = (".npy", ".npz")
 
 
@@ -113,6 +115,18 @@ class _BlockSource(EventSource):
     """Common code of sources whose chunks are blocks of events in files."""
 
     block: int = 512
+
+    def _first_chunk_of_file(self, keys: Sequence[str], key: str, fname: str) -> bool:
+        """Whether ``key`` is the first chunk of file ``fname`` (which counts it as read)."""
+        firsts = self.__dict__.get("_firsts")
+        if firsts is None:
+            firsts = {}
+            for k in keys:
+                loc = k.rsplit("|", 1)[0]
+                f = loc.rsplit(":/", 1)[0] if ":/" in loc else loc.rsplit(":", 1)[0]
+                firsts.setdefault(f, k)
+            self.__dict__["_firsts"] = firsts
+        return firsts.get(fname) == key
 
     def _event(self, ident: str, data: np.ndarray, fs: float, label, source: str,
                station: str = "", channel: str = "", start: str = "") -> Event:
@@ -220,7 +234,7 @@ class HDF5EventSource(_BlockSource):
         summary = SourceSummary()
         if key == keys[0]:
             for p, r in skipped:
-                summary.skip(p, r)
+                self._skip(summary, p, r)
         loc, b = key.rsplit("|", 1)
         fname, name = loc.rsplit(":/", 1)
         b = int(b)
@@ -238,9 +252,10 @@ class HDF5EventSource(_BlockSource):
                     part = np.moveaxis(ds[tuple(sl)], (ev_ax, s_ax), (0, 1))
                     arr = part.reshape(part.shape[0], part.shape[1])
         except (OSError, KeyError, ValueError) as exc:
-            summary.skip(fname, f"cannot read dataset /{name}: {exc}")
+            self._skip(summary, f"{fname}:/{name}", f"cannot read dataset /{name}: "
+                       + short_reason(exc))
             return ChunkResult(key, [], summary)
-        summary.files_read += 1
+        summary.files_read += int(self._first_chunk_of_file(keys, key, fname))
         label = name.split("/")[-1]
         stem = Path(fname).stem
         events = [self._event(f"{stem}/{name}/{b + i}", arr[i], fs, label, fname)
@@ -312,15 +327,25 @@ class NumpyEventSource(_BlockSource):
             try:
                 if f.suffix.lower() == ".npz":
                     with np.load(f) as z:
-                        members = [(k, z[k].shape) for k in z.files]
+                        members = [(k, z[k].shape, z[k].dtype) for k in z.files]
                 else:
-                    members = [("", np.load(f, mmap_mode="r").shape)]
+                    a = np.load(f, mmap_mode="r")
+                    members = [("", a.shape, a.dtype)]
             except Exception as exc:
+                msg = short_reason(exc, "not a readable NumPy file")
                 if root.is_file():
-                    raise ValueError(f"{f} is not a readable NumPy file ({exc})") from None
-                skipped.append((str(f), f"not a readable NumPy file ({exc})"))
+                    raise ValueError(f"{f} is {msg}") from None
+                skipped.append((str(f), msg))
                 continue
-            for m, shape in members:
+            for m, shape, dtype in members:
+                if dtype.kind not in "biuf":
+                    where = str(f) + (f":{m}" if m else "")
+                    msg = (f"holds {dtype} values ({_KIND_NAMES.get(dtype.kind, 'not numbers')}), "
+                           "expected numeric samples (n_events x n_samples)")
+                    if root.is_file():
+                        raise ValueError(f"{where}: {msg}")
+                    skipped.append((where, msg))
+                    continue
                 if masks is not None:
                     if len(shape) != 2 or shape[0] <= len(masks):
                         msg = (f"labelled window must be 2-D with more than {len(masks)} rows "
@@ -364,16 +389,16 @@ class NumpyEventSource(_BlockSource):
         summary = SourceSummary()
         if key == keys[0]:
             for p, r in skipped:
-                summary.skip(p, r)
+                self._skip(summary, p, r)
         loc, b = key.rsplit("|", 1)
         fname, member = loc.rsplit(":", 1)
         b = int(b)
         try:
             arr = self._load(fname, member)
         except Exception as exc:
-            summary.skip(fname, f"not a readable NumPy file ({exc})")
+            self._skip(summary, fname, short_reason(exc, "not a readable NumPy file"))
             return ChunkResult(key, [], summary)
-        summary.files_read += 1
+        summary.files_read += int(self._first_chunk_of_file(keys, key, fname))
         stem = Path(fname).stem + (f":{member}" if member else "")
         masks = self._masks()
         if masks is not None:
@@ -449,16 +474,15 @@ class WaveformEventSource(EventSource):
         if not files:
             raise ValueError(f"no waveform files in {root}")
         base = root.parent if root.is_file() else root
-        from obspy import read
-
         keys, skipped, seen = [], [], set()
         for f in files:
             try:
-                st = read(str(f), headonly=True)
+                st = read_obspy(f, headonly=True)
             except Exception as exc:  # ObsPy raises many types for bad files
+                msg = short_reason(exc, "not readable by ObsPy")
                 if root.is_file():
-                    raise ValueError(f"{f} is not readable by ObsPy ({type(exc).__name__}: {exc})") from None
-                skipped.append((str(f), f"not readable by ObsPy ({type(exc).__name__}: {exc})"))
+                    raise ValueError(f"{f} is {msg}") from None
+                skipped.append((str(f), msg))
                 continue
             ids = {tr.id for tr in st}
             seen |= ids
@@ -485,20 +509,18 @@ class WaveformEventSource(EventSource):
 
     def read_chunk(self, key: str) -> ChunkResult:
         """Read the selected traces of one file as events."""
-        from obspy import read
-
         keys, base, skipped = self._scan()
         if key not in keys:
             raise ValueError(f"chunk key {key!r} is not a file of {self.path}")
         summary = SourceSummary()
         if key == keys[0]:
             for p, r in skipped:
-                summary.skip(p, r)
+                self._skip(summary, p, r)
         path = base / key
         try:
-            st = read(str(path))
-        except Exception as exc:
-            summary.skip(str(path), f"not readable by ObsPy ({type(exc).__name__}: {exc})")
+            st = read_obspy(path)
+        except Exception as exc:  # garbled data records: one line, not one per frame
+            self._skip(summary, path, short_reason(exc, "not readable by ObsPy"))
             return ChunkResult(key, [], summary)
         summary.files_read += 1
         label = label_from_folder(path, base) if Path(self.path).is_dir() else None

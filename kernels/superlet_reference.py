@@ -1,13 +1,34 @@
-"""Slow, obvious references written from docs/method.md (used by tests and bench).
+"""Slow, obvious twins of the kernels, written from docs/method.md.
 
-Nothing here is fast or clever on purpose: loops and ``np.convolve`` in float64,
-mirroring the published ``aslt.m`` / ``smoothed_N.m`` line by line.
+The readable references that the fast kernels are tested against (as ObsPy
+keeps ``recursive_sta_lta_py`` beside its C twin): nothing here is fast or
+clever on purpose: loops and ``np.convolve`` in float64, mirroring the
+published ``aslt.m`` / ``smoothed_N.m`` line by line.  Used by the tests and
+as the "published cost" baseline of the benchmarks.
+
+Functions
+---------
+ref_orders, ref_morlet
+    Orders and wavelet taps, one at a time.
+ref_superlet
+    Direct-convolution superlet of one trace (twin of
+    :func:`kernels.superlet_cpu.superlet_cpu` and
+    :func:`kernels.superlet_gpu.superlet_gpu`).
+ref_superlet_fast_direct
+    Direct convolution with precomputed wavelets (benchmark baseline).
+ref_box_sum
+    ``smoothed_N.m``: the 11 x 11 box sums of the scalogram images.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from .wavelets import morlet, superlet_cycles, superlet_orders
+
+__all__ = ["ref_box_sum", "ref_morlet", "ref_orders", "ref_superlet",
+           "ref_superlet_fast_direct"]
 
 
 def ref_orders(n: int, o1: int, o2: int) -> list[int]:
@@ -55,8 +76,6 @@ def ref_superlet_fast_direct(x, fs, freqs, c1=3.0, orders=(10, 20)) -> np.ndarra
     The "published cost" baseline for the benchmark: the same work as aslt.m
     (about 3e9 complex-by-real multiply-adds for a 6000-sample event).
     """
-    from kernels.wavelets import morlet, superlet_cycles, superlet_orders
-
     x = np.asarray(x, dtype=np.float64)
     ords = superlet_orders(len(freqs), orders)
     out = np.empty((len(freqs), len(x)))

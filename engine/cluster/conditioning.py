@@ -1,0 +1,343 @@
+"""Feature conditioning before clustering: per-station centring, standardising, PCA, L2.
+
+The steps always run in this order (each optional):
+
+1. ``station``: subtract the mean of the event's group (its station, or
+   sensor); groups not seen in ``fit`` use the global mean;
+2. ``standardize``: centre and divide by the standard deviation per feature;
+3. ``pcaN``: project on the first N principal components (``whiten``: scale
+   them to unit variance);
+4. ``l2``: scale every event to unit Euclidean norm.
+
+A conditioner is named by a spec string such as ``"station+standardize+pca50+l2"``
+(:meth:`FeatureConditioner.from_spec`, :attr:`FeatureConditioner.spec`) and saved
+inside the :class:`~engine.cluster.ClusterModel`, so ``--assign-to`` applies
+the very same transform to new events.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from numbers import Integral
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_features
+
+__all__ = ["FeatureConditioner", "SPEC_TOKENS"]
+
+log = logging.getLogger(__name__)
+
+#: words of a spec string, in the order the steps run
+SPEC_TOKENS = ("station", "standardize", "pcaN", "whiten", "l2")
+_ALIASES = {"station": "station", "center": "station", "standardize": "standardize",
+            "standardise": "standardize", "std": "standardize", "whiten": "whiten",
+            "l2": "l2"}
+_EPS = 1e-12
+
+
+class FeatureConditioner(TransformerMixin, BaseEstimator):
+    """Per-group centring, standardising, PCA (optionally whitened) and L2 normalisation.
+
+    Parameters
+    ----------
+    station : bool, default False
+        Subtract the mean of each group (``groups`` of :meth:`fit`); unseen
+        groups at :meth:`transform` time use the global mean.
+    standardize : bool, default False
+        Centre and scale every feature to unit standard deviation (constant
+        features are only centred).
+    pca : int or None, default None
+        Number of principal components kept (capped at ``min(n, d)``).
+    whiten : bool, default False
+        Scale the components to unit variance (needs ``pca``).
+    l2 : bool, default False
+        Scale every event to unit Euclidean norm (all-zero events stay zero).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    n_features_out_ : int
+    group_means_ : dict of str -> ndarray
+        Per-group means (with ``station``).
+    global_mean_ : ndarray
+        Mean of all events (used for unseen groups).
+    mean_, scale_ : ndarray
+        Standardisation (with ``standardize``).
+    pca_mean_, components_, explained_variance_ : ndarray
+        PCA (with ``pca``); ``components_`` has shape (n_components_, d).
+    n_components_ : int
+
+    Examples
+    --------
+    >>> cond = FeatureConditioner.from_spec("station+standardize+pca50+l2")  # doctest: +SKIP
+    >>> Z = cond.fit_transform(X, groups=stations)                          # doctest: +SKIP
+    >>> cond.spec                                                           # doctest: +SKIP
+    'station+standardize+pca50+l2'
+    """
+
+    def __init__(self, station: bool = False, standardize: bool = False,
+                 pca: int | None = None, whiten: bool = False, l2: bool = False):
+        self.station = station
+        self.standardize = standardize
+        self.pca = pca
+        self.whiten = whiten
+        self.l2 = l2
+
+    # -- spec strings ---------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, spec: str) -> "FeatureConditioner":
+        """Build a conditioner from a string like ``"station+standardize+pca50+l2"``.
+
+        Parameters
+        ----------
+        spec : str
+            ``+``-separated words: ``station`` (alias ``center``),
+            ``standardize`` (``standardise``, ``std``), ``pcaN`` (N >= 1),
+            ``whiten`` (with ``pcaN``), ``l2``; ``""`` or ``"none"`` for no
+            conditioning. Case and spaces are ignored; order is not (the steps
+            always run in the order above).
+
+        Returns
+        -------
+        FeatureConditioner
+
+        Raises
+        ------
+        ValueError
+            For an unknown or repeated word, ``pca0``, or ``whiten`` without ``pcaN``.
+        """
+        if not isinstance(spec, str):
+            raise ValueError(f"conditioning spec must be a string, got {type(spec).__name__}")
+        text = spec.strip().lower().replace(" ", "")
+        kw: dict[str, Any] = {}
+        if text in ("", "none"):
+            return cls()
+        for word in text.split("+"):
+            m = re.fullmatch(r"pca(\d+)", word)
+            if m:
+                key, value = "pca", int(m.group(1))
+                if value < 1:
+                    raise ValueError(f"conditioning spec {spec!r}: {word!r} keeps no "
+                                     "component; use pcaN with N >= 1")
+            elif word in _ALIASES:
+                key, value = _ALIASES[word], True
+            else:
+                raise ValueError(
+                    f"conditioning spec {spec!r}: unknown step {word!r}; use '+'-joined words "
+                    f"from station, standardize, pcaN (e.g. pca50), whiten, l2 (or 'none')")
+            if key in kw:
+                raise ValueError(f"conditioning spec {spec!r}: step {key!r} given twice")
+            kw[key] = value
+        if kw.get("whiten") and not kw.get("pca"):
+            raise ValueError(f"conditioning spec {spec!r}: 'whiten' needs a PCA step (pcaN)")
+        return cls(**kw)
+
+    @property
+    def spec(self) -> str:
+        """Canonical spec string (``"none"`` when every step is off)."""
+        words = []
+        if self.station:
+            words.append("station")
+        if self.standardize:
+            words.append("standardize")
+        if self.pca:
+            words.append(f"pca{int(self.pca)}")
+        if self.whiten:
+            words.append("whiten")
+        if self.l2:
+            words.append("l2")
+        return "+".join(words) or "none"
+
+    # -- fit / transform -------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.pca is not None and not (isinstance(self.pca, Integral) and self.pca >= 1):
+            raise ValueError(f"pca must be None or an int >= 1, got {self.pca!r}")
+        if self.whiten and not self.pca:
+            raise ValueError("whiten=True needs pca (a number of components)")
+
+    @staticmethod
+    def _groups(groups, n: int, where: str) -> np.ndarray | None:
+        if groups is None:
+            return None
+        g = np.asarray(groups).astype(str)
+        if g.shape != (n,):
+            raise ValueError(f"groups of {where} must have one entry per event ({n}), got "
+                             f"shape {g.shape}")
+        return g
+
+    def fit(self, X, y=None, groups: Sequence | None = None) -> "FeatureConditioner":
+        """Learn the conditioning from ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+        y : ignored
+        groups : sequence of str, optional
+            Group (station) of each event; required with ``station=True``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For malformed ``X``/``groups``, bad parameters, or ``station``
+            without ``groups``.
+        """
+        self._check_params()
+        X = check_features(X)
+        n, d = X.shape
+        g = self._groups(groups, n, "fit")
+        self.n_features_in_ = d
+        self.global_mean_ = X.mean(axis=0)
+        self.group_means_ = {}
+        if self.station:
+            if g is None:
+                raise ValueError("station centring needs groups (the station of each event) "
+                                 "in fit(X, groups=...)")
+            names, inv = np.unique(g, return_inverse=True)
+            sums = np.zeros((names.size, d))
+            np.add.at(sums, inv, X)
+            counts = np.bincount(inv, minlength=names.size)[:, None]
+            self.group_means_ = {str(name): sums[t] / counts[t] for t, name in enumerate(names)}
+            X = X - (sums / counts)[inv]
+        if self.standardize:
+            self.mean_ = X.mean(axis=0)
+            sd = X.std(axis=0)
+            self.scale_ = np.where(sd > _EPS, sd, 1.0)
+            X = (X - self.mean_) / self.scale_
+        self.n_components_ = d
+        if self.pca:
+            k = min(int(self.pca), n, d)
+            if k < self.pca:
+                log.info("conditioning: pca%d capped at %d components (%d events, %d features)",
+                         self.pca, k, n, d)
+            self.pca_mean_ = X.mean(axis=0)
+            Xc = X - self.pca_mean_
+            # the d x d covariance is small (d ~ 400) whatever the number of events
+            cov = (Xc.T @ Xc) / max(n - 1, 1)
+            vals, vecs = np.linalg.eigh(cov)
+            order = np.argsort(vals)[::-1][:k]
+            comps = vecs[:, order].T
+            # deterministic signs: largest |loading| positive (as scikit-learn's svd_flip)
+            flip = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
+            comps *= np.where(flip == 0, 1.0, flip)[:, None]
+            self.components_ = comps
+            self.explained_variance_ = np.clip(vals[order], 0.0, None)
+            self.n_components_ = k
+        self.n_features_out_ = self.n_components_
+        return self
+
+    def transform(self, X, groups: Sequence | None = None) -> np.ndarray:
+        """Apply the learned conditioning.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+        groups : sequence of str, optional
+            Group of each event; with ``station`` centring, events without a
+            group or of a group unseen in fit use the global mean.
+
+        Returns
+        -------
+        ndarray of float64, shape (n, n_features_out_)
+
+        Raises
+        ------
+        ValueError
+            For malformed input or the wrong number of features.
+        """
+        check_is_fitted(self, "n_features_in_")
+        X = check_features(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, the conditioner was fitted "
+                             f"with {self.n_features_in_}")
+        g = self._groups(groups, X.shape[0], "transform")
+        if self.station:
+            if g is None:
+                X = X - self.global_mean_
+            else:
+                names, inv = np.unique(g, return_inverse=True)
+                means = np.stack([self.group_means_.get(str(name), self.global_mean_)
+                                  for name in names])
+                unseen = [str(name) for name in names if str(name) not in self.group_means_]
+                if unseen:
+                    log.info("conditioning: %d group(s) unseen in fit (%s) use the global mean",
+                             len(unseen), ", ".join(unseen[:5]))
+                X = X - means[inv]
+        if self.standardize:
+            X = (X - self.mean_) / self.scale_
+        if self.pca:
+            X = (X - self.pca_mean_) @ self.components_.T
+            if self.whiten:
+                X = X / np.sqrt(np.maximum(self.explained_variance_, _EPS))
+        if self.l2:
+            norms = np.linalg.norm(X, axis=1, keepdims=True)
+            X = X / np.where(norms > 0, norms, 1.0)
+        return X
+
+    def fit_transform(self, X, y=None, groups: Sequence | None = None) -> np.ndarray:
+        """:meth:`fit` then :meth:`transform` on the same events."""
+        return self.fit(X, groups=groups).transform(X, groups=groups)
+
+    # -- persistence -----------------------------------------------------------------
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """JSON-ready parameters and the learned arrays (for saving in a model file).
+
+        Returns
+        -------
+        params : dict
+            ``{"spec": ..., "groups": [...], "n_features_in": ..., ...}``.
+        arrays : dict of str -> ndarray
+        """
+        check_is_fitted(self, "n_features_in_")
+        names = sorted(self.group_means_)
+        params = {"spec": self.spec, "groups": names, "n_features_in": int(self.n_features_in_),
+                  "n_components": int(self.n_components_)}
+        arrays = {"global_mean": self.global_mean_}
+        if names:
+            arrays["group_means"] = np.stack([self.group_means_[k] for k in names])
+        if self.standardize:
+            arrays.update(mean=self.mean_, scale=self.scale_)
+        if self.pca:
+            arrays.update(pca_mean=self.pca_mean_, components=self.components_,
+                          explained_variance=self.explained_variance_)
+        return params, arrays
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "FeatureConditioner":
+        """Rebuild a fitted conditioner from :meth:`to_state` output.
+
+        Raises
+        ------
+        ValueError
+            If the arrays are missing or do not match the parameters.
+        """
+        obj = cls.from_spec(params["spec"])
+        d = int(params["n_features_in"])
+        try:
+            obj.global_mean_ = np.asarray(arrays["global_mean"], dtype=np.float64)
+            names = list(params.get("groups") or [])
+            gm = np.asarray(arrays["group_means"]) if names else np.zeros((0, d))
+            obj.group_means_ = {str(k): gm[t] for t, k in enumerate(names)}
+            if obj.standardize:
+                obj.mean_, obj.scale_ = np.asarray(arrays["mean"]), np.asarray(arrays["scale"])
+            if obj.pca:
+                obj.pca_mean_ = np.asarray(arrays["pca_mean"])
+                obj.components_ = np.asarray(arrays["components"])
+                obj.explained_variance_ = np.asarray(arrays["explained_variance"])
+        except KeyError as exc:
+            raise ValueError(f"saved conditioner {params['spec']!r} lacks array {exc}") from None
+        obj.n_features_in_ = d
+        obj.n_components_ = int(params["n_components"])
+        obj.n_features_out_ = obj.n_components_
+        if obj.global_mean_.shape != (d,) or (obj.pca and obj.components_.shape
+                                              != (obj.n_components_, d)):
+            raise ValueError(f"saved conditioner {params['spec']!r}: arrays do not match "
+                             f"{d} input features")
+        return obj
