@@ -20,6 +20,10 @@ from engine.config import RunConfig
 from engine.features.base import Featurizer, images_of
 
 
+#: largest run for which the report looks for mutual-nearest-neighbour families
+GRAPH_FAMILIES_MAX = 50_000
+
+
 class EventFetcher:
     """Fetch single events again from their source chunk (small LRU of chunks).
 
@@ -74,11 +78,13 @@ class EventFetcher:
 def clustering_device(method: str, device: str) -> str:
     """Where a method clusters in a run on ``device``.
 
-    In a CUDA run k-means gets ``"auto"``: FAISS-GPU or cuML when installed, the
-    CPU backends otherwise (the features are small next to the images). The
-    methods without a GPU backend run on the CPU.
+    In a CUDA run a method with a GPU backend (the method table's) gets
+    ``"auto"``: cuML, FAISS-GPU or torch on the GPU, whichever is installed.
+    The methods without a GPU backend run on the CPU.
     """
-    return "auto" if (method == "kmeans" and device == "cuda") else "cpu"
+    from engine.cluster.factory import has_gpu_backend
+
+    return "auto" if (device == "cuda" and has_gpu_backend(method)) else "cpu"
 
 
 def check_model_features(path: str, featurizer: Featurizer):
@@ -155,42 +161,55 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
                                 scan_k)
     from engine.report import write_outputs
 
+    from engine.cluster.conditioning import FeatureConditioner
+    from engine.cluster.factory import needs_k
+
     n = X.shape[0]
     seed = cfg.seed
     device = clustering_device(cfg.method, device)
+    stations = list(meta["station"])
     scan = None
     k_chosen = None
     model = None
     distances = None
+    cond = None
     if cfg.assign_to:
         model = check_model_features(cfg.assign_to, featurizer)
-        if model.centers.shape[1] != X.shape[1]:
+        if model.n_features_in != X.shape[1]:
             raise ValueError(f"--assign-to {cfg.assign_to}: the model has "
-                             f"{model.centers.shape[1]} features per event, this run "
+                             f"{model.n_features_in} features per event, this run "
                              f"{X.shape[1]}")
-        labels, distances, _ = model.assign(X)
+        labels, distances, _ = model.assign(X, groups=stations)
+        cond = model.conditioner
         est = None
         _remove_stale_model(out, cfg.assign_to)
-    elif cfg.method == "hdbscan":
-        est = make_clusterer("hdbscan", random_state=seed, device=device).fit(X)
+    else:
+        if cfg.condition not in ("", "none"):
+            cond = FeatureConditioner.from_spec(cfg.condition).fit(X, groups=stations)
+    Xc = cond.transform(X, groups=stations) if cond is not None else X
+    if cfg.assign_to:
+        pass
+    elif not needs_k(cfg.method):
+        est = make_clusterer(cfg.method, None, random_state=seed, device=device).fit(Xc)
         labels = np.asarray(est.labels_)
     else:
         ks = [k for k in cfg.k_values() if k < n]
         if not ks:
             raise ValueError(f"only {n} event(s) were found: too few for --k {cfg.k}")
         if len(ks) > 1:
-            scan = scan_k(X, cfg.method, ks, random_state=seed, device=device)
+            scan = scan_k(Xc, cfg.method, ks, random_state=seed, device=device,
+                          criterion=cfg.k_criterion)
             k = scan.chosen_k
             k_chosen = k
             est = scan.estimators[k]
             labels = np.asarray(scan.labels[k])
         else:
-            est = make_clusterer(cfg.method, ks[0], random_state=seed, device=device).fit(X)
+            est = make_clusterer(cfg.method, ks[0], random_state=seed, device=device).fit(Xc)
             labels = np.asarray(est.labels_)
     labels = labels.astype(np.int64)
     found = sorted(set(labels.tolist()) - {-1})
 
-    indices = cluster_indices(X, labels, random_state=seed) if len(found) > 1 else None
+    indices = cluster_indices(Xc, labels, random_state=seed) if len(found) > 1 else None
     known = [lab for lab in meta["label"] if lab]
     scores = None
     if known:
@@ -200,14 +219,23 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
     if model is None and found:
         centers = getattr(est, "cluster_centers_", None)
         model = ClusterModel.from_labels(
-            X, labels, centers=centers, method=cfg.method,
-            provenance={"features": featurizer.fingerprint(), "out": str(out)})
+            X, labels, centers=centers, method=cfg.method, conditioner=cond, groups=stations,
+            provenance={"features": featurizer.fingerprint(), "condition": cfg.condition,
+                        "out": str(out)})
         model.save(out / "model")
-        _, distances, _ = model.assign(X)
+        _, distances, _ = model.assign(X, groups=stations)
 
     events_meta = [_event_meta(meta, i) for i in range(n)]
+    graph_families = None
+    if cfg.report and 4 <= n <= GRAPH_FAMILIES_MAX:
+        from engine.cluster.graph import KNNGraph, largest_families
+
+        fam = labels if cfg.method == "knn-graph" and not cfg.assign_to else \
+            KNNGraph(n_neighbors=min(10, n - 1), random_state=seed).fit(Xc).labels_
+        graph_families = largest_families(fam, Xc, starts=meta["start"],
+                                          event_ids=meta["event_id"], top=8) or None
     fetch = EventFetcher(source, meta, cfg.fs)
-    write_outputs(out, X, labels, events_meta, scan=scan, indices=indices,
+    write_outputs(out, Xc, labels, events_meta, scan=scan, indices=indices,
                   label_scores=scores, memberships=getattr(est, "membership_", None),
                   distances=distances, images=fetch.image,
                   waveforms=fetch.waveform,
@@ -215,5 +243,6 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
                   centers=model.centers if cfg.assign_to else None,
                   method=f"assigned to {cfg.assign_to}" if cfg.assign_to else cfg.method,
                   random_state=seed, report=cfg.report, assign_to=cfg.assign_to,
-                  bandpass=(cfg.freqmin or None, cfg.freqmax or None))
+                  bandpass=(cfg.freqmin or None, cfg.freqmax or None),
+                  graph_families=graph_families)
     return k_chosen, len(found), int((labels == -1).sum())

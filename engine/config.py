@@ -141,8 +141,20 @@ class RunConfig:
                            "unlabelled>/<event>.png", "features")
     # --- clustering ------------------------------------------------------------------
     method: str = _f("kmeans", "clustering method", "clustering", None, _METHOD_TABLE)
-    k: str = _f("2:8", "number of clusters: one value ('4') or a range scanned by "
-                "silhouette ('2:8')", "clustering", "K")
+    k: str = _f("auto", "number of clusters: 'auto' (2..8, chosen by --k-criterion), "
+                "one value ('4'), or a range chosen by --k-criterion ('2:12')", "clustering",
+                "K")
+    k_criterion: str = _f(
+        "auto", "how k is chosen from a range: 'auto' (the largest k whose every cluster is "
+        "reproducible under resampling), 'stability', 'gap' (gap statistic), 'bic' "
+        "(Gaussian mixture) or 'silhouette' (mean silhouette, the paper's); the report "
+        "shows every curve and why k was chosen", "clustering", None,
+        ("auto", "stability", "gap", "bic", "silhouette"))
+    condition: str = _f(
+        "standardize+pca50", "feature conditioning before clustering, stored with the "
+        "model so --assign-to applies it too: '+'-joined steps of station (per-station "
+        "centring), standardize, pcaN, whiten, l2; 'none' for raw features",
+        "clustering", "SPEC")
     seed: int = _f(0, "random seed (clustering, t-SNE, sampling, synthetic archive)",
                    "clustering", "N")
     assign_to: Optional[str] = _f(
@@ -226,6 +238,12 @@ class RunConfig:
             raise ValueError(f"--out {self.out} is a file, not a folder; give a new or "
                              "existing folder")
         self.k_values()  # raises on a bad --k
+        from engine.cluster.conditioning import FeatureConditioner
+
+        try:
+            FeatureConditioner.from_spec(self.condition)
+        except ValueError as exc:
+            raise ValueError(f"--condition {self.condition!r}: {exc}") from None
         self.detector()  # cross-checks of the detection flags
         self.featurizer().check()  # the featurizer's own parameters (weights file...)
         return self
@@ -261,13 +279,16 @@ class RunConfig:
     def k_values(self) -> list[int]:
         """The k values to scan, parsed from ``k`` ('4' or '2:8', inclusive)."""
         text = str(self.k).strip()
+        if text == "auto":
+            return list(range(2, 9))
         try:
             if ":" in text:
                 lo, hi = (int(p) for p in text.split(":", 1))
             else:
                 lo = hi = int(text)
         except ValueError:
-            raise ValueError(f"--k must be an integer or a range like 2:8; got {self.k!r}") \
+            raise ValueError(f"--k must be 'auto', an integer or a range like 2:8; got "
+                             f"{self.k!r}") \
                 from None
         if lo < 2 or hi < lo:
             raise ValueError(f"--k needs 2 <= first <= last; got {self.k!r}")

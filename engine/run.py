@@ -50,6 +50,7 @@ class RunSummary:
     workers: int = 0
     busy_seconds: dict = field(default_factory=dict)
     unclustered: int = 0
+    k_criterion: str = ""
     assigned: bool = False
     report: str = ""
     stage_seconds: dict = field(default_factory=dict)
@@ -72,7 +73,8 @@ class RunSummary:
         if len(self.skipped) > 20:
             lines.append(f"    ... and {len(self.skipped) - 20} more (see summary.json)")
         lines.append(f"  clusters         {self.clusters}"
-                     + (f" (k chosen by silhouette: {self.k_chosen})" if self.k_chosen else ""))
+                     + (f" (k chosen by the {self.k_criterion} rule: {self.k_chosen})"
+                        if self.k_chosen else ""))
         lines.append("  time per stage   " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()))
         if self.busy_seconds:
             lines.append("  feature stage    " + ", ".join(
@@ -356,6 +358,7 @@ def run(cfg: RunConfig) -> RunSummary:
     summary.k_chosen, summary.clusters, summary.unclustered = cluster_and_report(
         cfg, X, meta, source, featurizer, out, device)
     summary.assigned = bool(cfg.assign_to)
+    summary.k_criterion = cfg.k_criterion
     summary.report = str(out / "report.html") if cfg.report else ""
     times["clustering+report"] = time.perf_counter() - t0
     _finish(summary, out)

@@ -256,3 +256,21 @@ def test_summary_names_the_report_and_novel_events(synthetic_run, tmp_path, caps
     novel = sum(r["cluster"] == "-1" for r in _assignments(out))
     assert f"novel events     {novel} " in text
     assert not stale.exists() and not (out / "model.json").exists()  # ... is not left behind
+
+
+def test_conditioning_is_stored_and_k_choice_explained(synthetic_run):
+    from engine.cluster import ClusterModel
+
+    model = ClusterModel.load(synthetic_run / "model.npz")
+    assert model.conditioner is not None and model.conditioner.spec == "standardize+pca50"
+    metrics = json.loads((synthetic_run / "metrics.json").read_text())
+    scan = metrics["k_scan"]
+    assert scan["criterion"] == "auto" and scan["reason"].startswith(f"k={scan['chosen_k']}")
+    html = (synthetic_run / "report.html").read_text()
+    assert "rule: auto" in html and "Repeating families (mutual nearest neighbours)" in html
+
+
+def test_bad_condition_spec_is_refused_before_any_work(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "o"), "--condition", "pca0x"]) == 2
+    assert "--condition 'pca0x'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

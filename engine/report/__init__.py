@@ -2,6 +2,6 @@
 figures and a self-contained report.html."""
 from __future__ import annotations
 
-from .outputs import atomic_write_bytes, default_versions, remove_stale_report, write_outputs
+from .outputs import default_versions, remove_stale_report, write_outputs
 
-__all__ = ["write_outputs", "remove_stale_report", "atomic_write_bytes", "default_versions"]
+__all__ = ["write_outputs", "remove_stale_report", "default_versions"]

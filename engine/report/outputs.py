@@ -19,7 +19,7 @@ from engine._util import atomic_write, progress
 from . import figures as F
 from .html import esc, explorer, img_tag, page, pre_json, swatch, table
 
-__all__ = ["write_outputs", "atomic_write_bytes", "default_versions", "remove_stale_report",
+__all__ = ["write_outputs", "default_versions", "remove_stale_report",
            "REPORT_FILES"]
 
 logger = logging.getLogger("engine.report")
@@ -27,11 +27,6 @@ logger = logging.getLogger("engine.report")
 _PLOT_MAX = 20_000
 #: what a report consists of (removed by :func:`remove_stale_report`)
 REPORT_FILES = ("report.html", "figures")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`engine._util.atomic_write`)."""
-    return atomic_write(path, data)
 
 
 def remove_stale_report(out_dir) -> list[Path]:
@@ -282,7 +277,8 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
                   max_galleries: int = 30, report: bool = True,
                   bandpass: tuple[float, float] | None = None,
                   assign_to: str | None = None, distance_note: str | None = None,
-                  n_representatives: int = 5, explore_max: int = 200) -> dict:
+                  n_representatives: int = 5, explore_max: int = 200,
+                  graph_families: Sequence[Mapping] | None = None) -> dict:
     """Write the run's outputs.
 
     ``assignments.csv`` (one row per event), ``representatives.csv`` (per
@@ -335,6 +331,11 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
     report : bool
         Write figures and ``report.html``; False writes only CSV and JSON and
         removes the report of an earlier run (:func:`remove_stale_report`).
+    graph_families : sequence of dict, optional
+        The largest mutual-nearest-neighbour families
+        (:func:`engine.cluster.graph.largest_families` records), shown in a
+        section of their own: repeaters and swarms that k-means may spread over
+        several clusters.
     bandpass : (float, float), optional
         Corner frequencies (Hz) of the detection filter: gallery waveforms are
         filtered the same way, dominant frequencies are sought in this band.
@@ -415,10 +416,10 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
          else cluster_means(X, lab, int(real.max()) + 1 if real.size else 0))
     d_own = _own_centre_distance(X, lab, C) if C.size else np.full(n, np.nan)
 
-    written["assignments"] = atomic_write_bytes(
+    written["assignments"] = atomic_write(
         out / "assignments.csv", _assignments_csv(events_meta, lab, y, memb, dist, tab))
     rep_csv, reps = _representatives(events_meta, lab, d_own, int(n_representatives))
-    written["representatives"] = atomic_write_bytes(out / "representatives.csv", rep_csv)
+    written["representatives"] = atomic_write(out / "representatives.csv", rep_csv)
 
     rng = np.random.default_rng(random_state)
     # gallery picks: closest to the centre first, then random members
@@ -456,7 +457,7 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
                "label_scores": label_scores, "config": config, "versions": versions}
 
     if not report:
-        written["metrics"] = atomic_write_bytes(
+        written["metrics"] = atomic_write(
             out / "metrics.json", json.dumps(_clean(metrics), indent=2).encode())
         written["removed"] = remove_stale_report(out)
         timings["total"] = time.perf_counter() - t_all
@@ -588,14 +589,14 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
     fig_dir = out / "figures"
     fig_paths = {}
     for name, png in figs.items():
-        fig_paths[name] = atomic_write_bytes(fig_dir / f"{name}.png", png)
+        fig_paths[name] = atomic_write(fig_dir / f"{name}.png", png)
     for old in fig_dir.glob("*.png"):           # figures of an earlier run (other clusters)
         if old.stem not in figs:
             old.unlink()
     written["figures"] = fig_paths
 
     metrics["explorer_events"] = len(chosen)
-    written["metrics"] = atomic_write_bytes(
+    written["metrics"] = atomic_write(
         out / "metrics.json", json.dumps(_clean(metrics), indent=2).encode())
 
     t0 = time.perf_counter()
@@ -603,8 +604,8 @@ def write_outputs(out_dir, X, labels, events_meta: Sequence[Mapping], *, scan=No
                              label_scores, config, versions, figs, gallery_clusters, families,
                              data_info, hexes, names, novel_name, assign_to, distance_note,
                              explore_html, len(thumbs), bandpass, memb is not None,
-                             dist is not None, n_representatives)
-    written["report"] = atomic_write_bytes(out / "report.html", html_text.encode("utf-8"))
+                             dist is not None, n_representatives, graph_families)
+    written["report"] = atomic_write(out / "report.html", html_text.encode("utf-8"))
     timings["html"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     written["timings"] = timings
@@ -658,7 +659,7 @@ def _v(x, digits=3, unit="") -> str:
 def _report_html(n, lab, clusters, sizes, y, method, scan_d, indices, ls, config, versions,
                  figs, gallery_clusters, families, data_info, hexes, names, novel_name,
                  assign_to, distance_note, explore_html, n_thumbs, bandpass, has_memb,
-                 has_dist, n_rep) -> str:
+                 has_dist, n_rep, graph_families=None) -> str:
     k = int((clusters >= 0).sum())
     n_neg = int((lab < 0).sum())
     cards = [("events", n), ("clusters" if not assign_to else "known families", k)]
@@ -736,18 +737,39 @@ def _report_html(n, lab, clusters, sizes, y, method, scan_d, indices, ls, config
     if "families" in figs:
         fam_html += img_tag(figs["families"], "per-family durations, frequencies, amplitudes")
     sections.append(("Families", fam_html))
+    if graph_families:
+        rows = [[f["family"], f["size"], f.get("first") or "", f.get("last") or "",
+                 "" if f.get("span_s") is None else f"{f['span_s'] / 3600:.2f} h",
+                 "" if f.get("mean_distance") is None else f"{f['mean_distance']:.3g}",
+                 ", ".join(map(str, f["members"][:6])) + (" ..." if f["size"] > 6 else "")]
+                for f in graph_families]
+        sections.append(("Repeating families (mutual nearest neighbours)", (
+            '<p class="note">Events linked to each other as mutual nearest neighbours in '
+            "feature space, taken as families of near-identical events (repeaters, swarms), "
+            "whatever cluster they fell in above. Largest first; mean distance is between "
+            "members, in the clustering space.</p>")
+            + table(["family", "events", "first (UTC)", "last (UTC)", "span",
+                     "mean distance", "members"], rows)))
 
     if scan_d:
         sil = [float("nan") if v is None else v for v in scan_d["silhouette"]]
-        srows = [[kk, sil[j], i, w] for j, (kk, i, w) in enumerate(
-            zip(scan_d["ks"], scan_d["inertia"], scan_d["within"]))]
-        note = (f'<p class="note">k = {scan_d["chosen_k"]} was used; the best mean silhouette '
-                f'is at k = {scan_d["best_k"]}'
+        curves = {name: vals for name, vals in (scan_d.get("curves") or {}).items()
+                  if name in ("stability", "gap", "bic") and vals}
+        srows = [[kk, sil[j], i, w] + [curves[c][j] for c in curves]
+                 for j, (kk, i, w) in enumerate(
+                     zip(scan_d["ks"], scan_d["inertia"], scan_d["within"]))]
+        why = scan_d.get("reason") or (f'the best mean silhouette is at k = '
+                                        f'{scan_d["best_k"]}')
+        note = (f'<p class="note"><b>k = {scan_d["chosen_k"]}</b> was used '
+                f'(rule: {esc(scan_d.get("criterion") or "silhouette")}): {esc(why)}'
                 + (" (silhouette on a seeded sample)" if scan_d.get("silhouette_sampled") else "")
                 + ". The elbow curve is the summed squared distance of the events to their "
-                  "cluster mean.</p>")
+                  "cluster mean"
+                + ("; stability is the mean Jaccard agreement of the least stable cluster when "
+                   "subsamples are clustered again, gap the gap statistic, BIC that of a "
+                   "Gaussian mixture (lower is better)" if curves else "") + ".</p>")
         sections.append(("Choice of k", note + img_tag(figs["kscan"], "k scan") + table(
-            ["k", "mean silhouette", "inertia", "summed distances"], srows)))
+            ["k", "mean silhouette", "inertia", "summed distances"] + list(curves), srows)))
 
     gal = ""
     for c in gallery_clusters:
