@@ -271,6 +271,19 @@ def extract_dask(source, todo: list[str], featurizer: Featurizer, store: Feature
             cluster.close()
 
 
+def _check_k_against_size(cfg: RunConfig, source) -> None:
+    """Refuse a fixed ``--k`` larger than the input, before any feature is computed."""
+    from engine.cluster.factory import needs_k
+
+    n = source.size_hint()
+    if n is None or cfg.assign_to or not needs_k(cfg.method):
+        return
+    lowest = min(cfg.k_values())
+    if lowest >= n:
+        raise ValueError(f"--k {cfg.k} needs more events than the {n} in the input "
+                         f"({cfg.events or cfg.images}); give a smaller --k")
+
+
 def _configure_worker_logging() -> None:
     configure_logging()  # (returns a handler, which cannot travel back from a worker)
 
@@ -302,6 +315,7 @@ def run(cfg: RunConfig) -> RunSummary:
     summary.input = f"{cfg.input_kind}: " + str(cfg.archive or cfg.events or cfg.images
                                                  or out / "synthetic_archive")
     keys = source.chunks()
+    _check_k_against_size(cfg, source)
     store = FeatureStore(out, fingerprint(cfg, featurizer), fresh=cfg.fresh)
     todo = store.todo(keys)
     summary.chunks, summary.chunks_resumed = len(keys), len(keys) - len(todo)

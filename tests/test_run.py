@@ -274,3 +274,15 @@ def test_bad_condition_spec_is_refused_before_any_work(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "o"), "--condition", "pca0x"]) == 2
     assert "--condition 'pca0x'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_k_larger_than_a_known_input_is_refused_before_features(tmp_path, capsys,
+                                                               monkeypatch):
+    arr = np.random.default_rng(0).normal(size=(5, 3000)).astype(np.float32)
+    np.save(tmp_path / "ev.npy", arr)
+    called = []
+    monkeypatch.setattr("engine.run.compute_chunks", lambda *a, **k: called.append(1))
+    assert main(["--events", str(tmp_path / "ev.npy"), "--k", "6",
+                 "--out", str(tmp_path / "o")]) == 1
+    assert "--k 6 needs more events than the 5" in capsys.readouterr().err
+    assert called == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Optional, Iterable, Iterator
 
 from engine.events import Event
 
@@ -126,6 +126,15 @@ class EventSource(ABC):
         warned = self.__dict__.setdefault("_warned_paths", set())
         summary.skip(str(path), reason, warn=str(path) not in warned)
         warned.add(str(path))
+
+    def size_hint(self) -> Optional[int]:
+        """Number of events, when known before reading (event sets, image folders).
+
+        ``None`` for sources whose events are found while reading (detection on
+        archives, labelled windows). Lets the main job check ``--k`` before any
+        feature is computed.
+        """
+        return None
 
     def check(self) -> "EventSource":
         """Validate parameters and list the chunks now, so errors come early; return self."""

@@ -101,16 +101,6 @@ def sample_axis(shape: tuple[int, ...], n_samples: Optional[int] = None) -> tupl
     return big[0], big[1]
 
 
-def to_events_array(arr: np.ndarray, n_samples: Optional[int] = None) -> np.ndarray:
-    """Reorder a stored event array to ``(n_events, n_samples)`` (see :func:`sample_axis`)."""
-    ev_ax, s_ax = sample_axis(arr.shape, n_samples)
-    a = np.asarray(arr)
-    if ev_ax is None:
-        return a.reshape(-1)[None, :] if a.size == a.shape[s_ax] else np.moveaxis(a, s_ax, -1).reshape(1, -1)
-    a = np.moveaxis(a, (ev_ax, s_ax), (0, 1))
-    return a.reshape(a.shape[0], a.shape[1])
-
-
 class _BlockSource(EventSource):
     """Common code of sources whose chunks are blocks of events in files."""
 
@@ -212,6 +202,7 @@ class HDF5EventSource(_BlockSource):
                     skipped.append((f"{f}:/{name}", str(exc)))
                     continue
                 n = 1 if ev_ax is None else shape[ev_ax]
+                self._n_events = getattr(self, "_n_events", 0) + n
                 for b in range(0, n, int(self.block)):
                     keys.append(f"{f}:/{name}|{b}")
         if not keys:
@@ -223,6 +214,11 @@ class HDF5EventSource(_BlockSource):
     def chunks(self) -> list[str]:
         """Keys ``FILE:/DATASET|first_event_index``."""
         return list(self._scan()[0])
+
+    def size_hint(self) -> Optional[int]:
+        """Number of events in the usable datasets."""
+        self._scan()
+        return getattr(self, "_n_events", None)
 
     def read_chunk(self, key: str) -> ChunkResult:
         """Read one block of events of one dataset."""
@@ -363,6 +359,7 @@ class NumpyEventSource(_BlockSource):
                     skipped.append((str(f) + (f":{m}" if m else ""), msg))
                     continue
                 n = 1 if len(shape) == 1 else shape[0]
+                self._n_events = getattr(self, "_n_events", 0) + n
                 for b in range(0, n, int(self.block)):
                     keys.append(f"{f}:{m}|{b}")
         if not keys:
@@ -374,6 +371,11 @@ class NumpyEventSource(_BlockSource):
     def chunks(self) -> list[str]:
         """Keys ``FILE:MEMBER|first_event_index`` (MEMBER empty for .npy)."""
         return list(self._scan()[0])
+
+    def size_hint(self) -> Optional[int]:
+        """Number of events (None for labelled windows: found while reading)."""
+        self._scan()
+        return None if self._masks() is not None else getattr(self, "_n_events", None)
 
     def _load(self, fname: str, member: str) -> np.ndarray:
         if member:

@@ -75,6 +75,10 @@ class ImageFolderSource(EventSource):
         """Keys ``CLASS_FOLDER|first_index``."""
         return list(self._scan()[0])
 
+    def size_hint(self) -> int:
+        """Number of images."""
+        return sum(len(m) for m in self._scan()[1].values())
+
     def read_chunk(self, key: str) -> ChunkResult:
         """Read one block of images.
 
