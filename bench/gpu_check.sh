@@ -8,7 +8,9 @@
 #      the CPU rate on all cores in the same run;
 #   3. event_images images/s on the GPU (RGB and grey);
 #   4. CNN images/s by precision from GPU memory, with the error vs the CPU;
-#   5. the main job, --device cuda vs --device cpu, on a small synthetic archive.
+#   5. the main job, --device cuda vs --device cpu (all cores), on a synthetic
+#      archive of 30 station-days (10 days x 3 stations): events/s, station-days
+#      per hour, peak memory, and the agreement (ARI) of the two runs.
 # It prints a table and writes it, with the logs and a JSON of the rates, under
 # $OUT (bench/results/ when run by hand). Without a CUDA device it says so and
 # exits 0 (a dry run).
@@ -136,16 +138,18 @@ step() {  # step NAME SECONDS COMMAND...: run guarded, log, note rc
     return 0
 }
 
-step tests 100 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels_cuda.py \
+step tests 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels_cuda.py \
     tests/test_superlet.py tests/test_images.py tests/test_gpu_path.py tests/test_features.py \
     -k "cuda or gpu or kernel"
-step kernels 100 "$PY" "$STEPS" kernels "$JSON"
-step images 60 "$PY" "$STEPS" images "$JSON"
-step cnn 60 "$PY" "$STEPS" cnn "$JSON"
+step kernels 70 "$PY" "$STEPS" kernels "$JSON"
+step images 40 "$PY" "$STEPS" images "$JSON"
+step cnn 40 "$PY" "$STEPS" cnn "$JSON"
+rm -rf /tmp/mqe-archive
+step archive 45 "$PY" -m engine.synth --out /tmp/mqe-archive --days 10 --stations 3 --seed 1
 for dev in cuda cpu; do
     rm -rf "/tmp/mqe-$dev"
-    step "run-$dev" 75 /usr/bin/time -v "$PY" -m engine.run --out "/tmp/mqe-$dev" \
-        --synthetic-days 0.25 --device "$dev" --k 3 --no-report
+    step "run-$dev" $([ "$dev" = cuda ] && echo 90 || echo 130) /usr/bin/time -v "$PY" -m engine.run \
+        --archive /tmp/mqe-archive --out "/tmp/mqe-$dev" --device "$dev" --k 3 --no-report
 done
 rm -f "$STEPS"
 
@@ -181,14 +185,28 @@ for dev in ("cuda", "cpu"):
     part = log.split(f"=== run-{dev}")[-1].split("===")[0] if f"=== run-{dev}" in log else ""
     wall = re.search(r"Elapsed \(wall clock\) time.*?\): ([\d:.]+)", part)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", part)
-    print(f"| main job --device {dev} | {wall.group(1) if wall else 'n/a'} wall, "
-          f"{int(rss.group(1)) // 1024 if rss else 'n/a'} MB peak |")
+    rate = ""
+    try:
+        sm = json.load(open(f"/tmp/mqe-{dev}/summary.json"))
+        secs = sum(sm["stage_seconds"].values())
+        busy = ", ".join(f"{k} {v:.0f} s" for k, v in sm.get("busy_seconds", {}).items())
+        rate = (f", {sm['events']} events, {sm['events'] / secs:,.0f} events/s, "
+                f"{30 / (secs / 3600):,.0f} station-days/h, {sm.get('workers')} worker(s); "
+                f"busy: {busy}")
+    except (OSError, KeyError, ZeroDivisionError):
+        pass
+    print(f"| main job --device {dev}, 30 station-days | {wall.group(1) if wall else 'n/a'} "
+          f"wall, {int(rss.group(1)) // 1024 if rss else 'n/a'} MB peak (main process)"
+          f"{rate} |")
 try:
-    a = [r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cuda/assignments.csv"))]
-    b = [r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cpu/assignments.csv"))]
-    print(f"| main job cuda vs cpu | {sum(x == y for x, y in zip(a, b))}/{len(b)} assignments "
-          f"equal, {len(a)} vs {len(b)} events |")
-except OSError as exc:
+    a = {r["event_id"]: r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cuda/assignments.csv"))}
+    b = {r["event_id"]: r["cluster"] for r in csv.DictReader(open("/tmp/mqe-cpu/assignments.csv"))}
+    from sklearn.metrics import adjusted_rand_score
+    common = sorted(set(a) & set(b))
+    ari = adjusted_rand_score([a[k] for k in common], [b[k] for k in common])
+    print(f"| main job cuda vs cpu | ARI {ari:.4f} on {len(common)} common events "
+          f"({len(a)} vs {len(b)}) |")
+except (OSError, ImportError) as exc:
     print(f"| main job cuda vs cpu | not compared: {exc} |")
 PY
 cat "$SUM"
