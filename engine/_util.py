@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from importlib import import_module
 from types import ModuleType
-from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar, Union
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -269,3 +269,30 @@ def atomic_write(path: Union[str, os.PathLike],
                 fh.flush()
                 os.fsync(fh.fileno())
     return Path(path)
+
+
+def jsonable(obj: Any) -> Any:
+    """JSON-safe copy: mappings, sequences, numpy scalars/arrays and paths to plain
+    Python; NaN/inf to None; objects with ``to_dict`` through it; others as ``str``."""
+    import math
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    return str(obj)

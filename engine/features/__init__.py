@@ -89,9 +89,9 @@ def describe_featurizers() -> list[tuple[str, str]]:
 def save_run_featurizer(featurizer: Featurizer, run_dir: str | os.PathLike) -> Path:
     """Write ``RUN_DIR/featurizer.json``: name, parameters, fingerprint (atomically)."""
     from engine._util import atomic_write
-    from engine.features.base import _jsonable
+    from engine._util import jsonable
 
-    params = _jsonable(featurizer.get_params())
+    params = jsonable(featurizer.get_params())
     if params.get("weights"):
         params["weights"] = str(Path(params["weights"]).resolve())
     params.pop("images_dir", None)

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from engine._util import jsonable
 from engine.events import Event
 
 #: Version of the scalogram image recipe (Stages 0-2); part of image-based fingerprints.
@@ -135,12 +136,12 @@ class Featurizer(BaseEstimator, ABC):
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description for ``metrics.json`` and saved models."""
-        return {"fingerprint": self.fingerprint(), "params": _jsonable(self.get_params()),
+        return {"fingerprint": self.fingerprint(), "params": jsonable(self.get_params()),
                 "description": self.description}
 
     def cache_key(self) -> str:
         """Key of this configuration in per-process caches of fitted featurizers."""
-        return self.name + json.dumps(_jsonable(self.get_params()), sort_keys=True)
+        return self.name + json.dumps(jsonable(self.get_params()), sort_keys=True)
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod
@@ -223,17 +224,3 @@ def file_digest(path: str | os.PathLike) -> str:
                 h.update(block)
         digest = _DIGESTS[key] = "sha256:" + h.hexdigest()[:16]
     return digest
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return str(obj)

@@ -17,6 +17,8 @@ import numpy as np
 from engine._util import atomic_write, progress
 
 from . import figures as F
+from engine._util import jsonable as _clean
+
 from .html import esc, explorer, img_tag, page, pre_json, swatch, table
 
 __all__ = ["write_outputs", "default_versions", "remove_stale_report",
@@ -66,25 +68,6 @@ def remove_stale_report(out_dir) -> list[Path]:
         logger.info("removed the report of an earlier run from %s (%d file(s))", out,
                     len(removed))
     return removed
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _clean(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "to_dict"):
-        return _clean(obj.to_dict())
-    return str(obj)
 
 
 def default_versions() -> dict:
