@@ -137,6 +137,15 @@ class RunConfig:
                         "'tf32' allows TF32 tensor cores)", "features", None, PRECISIONS)
     tensorrt: bool = _f(False, "compile the CNN with torch-tensorrt on CUDA (engine "
                         "cached on disk)", "features")
+    adapt: bool = _f(False, "adapt the superlet-cnn weights to this input without labels "
+                     "first (self-supervised VICReg on a sample of its events, see "
+                     "python -m engine.finetune --self-supervised), then extract features "
+                     "with them; the adapted weights are kept in OUT/adapted_squeezenet.*",
+                     "features")
+    adapt_events: int = _f(3600, "events sampled for --adapt (from chunks taken "
+                           "in a seeded random order, so the sample spans the input)", "features", "N")
+    adapt_budget: float = _f(600.0, "time budget (s) of the --adapt training loop",
+                             "features", "S")
     save_images: bool = _f(False, "also write every event image as OUT/images/<label or "
                            "unlabelled>/<event>.png", "features")
     # --- clustering ------------------------------------------------------------------
@@ -212,7 +221,10 @@ class RunConfig:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"--{_flag(f.name)} must be one of {', '.join(choices)}; "
                                  f"got {getattr(self, f.name)!r}")
-        positive = ("fs", "events_fs", "chunk_length", "sta", "lta", "trigger_on", "trigger_off",
+        if self.adapt and self.features != "superlet-cnn":
+            raise ValueError(f"--adapt adapts the superlet-cnn network; --features "
+                             f"{self.features} has none to adapt")
+        positive = ("adapt_events", "adapt_budget", "fs", "events_fs", "chunk_length", "sta", "lta", "trigger_on", "trigger_off",
                     "max_duration", "batch", "synthetic_days", "synthetic_stations",
                     "synthetic_rate", "min_stations", "max_window", "coincidence_window")
         for name in positive:
@@ -256,7 +268,8 @@ class RunConfig:
         the others.
         """
         params = {f.name: getattr(self, f.name) for f in fields(self)
-                  if f.metadata["group"] == "features" and f.name != "features"}
+                  if f.metadata["group"] == "features" and f.name != "features"
+                  and not f.name.startswith("adapt")}
         params.update(fs=self.fs, device=device, images_dir=images_dir)
         return make_featurizer(self.features, **params)
 

@@ -26,7 +26,7 @@ from engine.pipeline import compute_chunks, fitted, process_chunks
 from engine.store import FeatureStore
 
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("engine.run")  # also when run as __main__
 
 #: consecutive chunks computed together by one Dask task
 DASK_GROUP = 8
@@ -271,6 +271,57 @@ def extract_dask(source, todo: list[str], featurizer: Featurizer, store: Feature
             cluster.close()
 
 
+ADAPTED = "adapted_squeezenet.safetensors"
+
+
+def adapt_featurizer(cfg: RunConfig, featurizer: Featurizer, source, keys: list[str],
+                     out: Path, device: str, label_catalog: Optional[str] = None
+                     ) -> Featurizer:
+    """The run's featurizer with weights adapted to this input (``--adapt``).
+
+    Events of chunks taken in a seeded random order (at most ``--adapt-events``) train the
+    network without labels (:func:`engine.features.adapt.adapt_weights`); the
+    weights go to ``OUT/adapted_squeezenet.*`` with a note of what they were
+    adapted to, and a re-run with the same input, starting weights and
+    settings reuses them (resuming a killed run does not train again).
+    """
+    import numpy as np
+
+    from engine.features.adapt import adapt_weights
+    from engine.features.base import file_digest
+
+    request = {"input": cfg.fingerprint_fields(),
+               "start": featurizer.fingerprint()["weights"],
+               "events": cfg.adapt_events, "budget_s": cfg.adapt_budget, "seed": cfg.seed}
+    weights, note = out / ADAPTED, out / "adapted_request.json"
+    if weights.is_file() and note.is_file() and not cfg.fresh:
+        try:
+            done = json.loads(note.read_text())
+        except ValueError:
+            done = {}
+        if done.get("request") == json.loads(json.dumps(request)) and \
+                done.get("weights") == file_digest(weights):
+            log.info("--adapt: reusing %s (adapted to this input before)", weights)
+            return featurizer.set_params(weights=str(weights))
+    events: list = []
+    # chunks in a seeded random order: the sample spreads over the whole input
+    for i in np.random.default_rng(cfg.seed).permutation(len(keys)):
+        if len(events) >= cfg.adapt_events:
+            break
+        events.extend(source.read_chunk(keys[int(i)]).events)
+    events = events[: cfg.adapt_events]
+    if len(events) < 2:
+        raise ValueError(f"--adapt needs at least 2 events; the input gave {len(events)}")
+    log.info("--adapt: adapting %s to %d events of this input (budget %.0f s)",
+             featurizer.fingerprint()["weights"], len(events), cfg.adapt_budget)
+    path = adapt_weights(events, init=str(featurizer.weights_path()), out=weights,
+                         fs=cfg.fs, budget_s=cfg.adapt_budget, seed=cfg.seed,
+                         device=device)
+    atomic_write(note, json.dumps({"request": request, "weights": file_digest(path)},
+                                  indent=1))
+    return featurizer.set_params(weights=str(path))
+
+
 def _check_k_against_size(cfg: RunConfig, source) -> None:
     """Refuse a fixed ``--k`` larger than the input, before any feature is computed."""
     from engine.cluster.factory import needs_k
@@ -316,13 +367,18 @@ def run(cfg: RunConfig) -> RunSummary:
                                                  or out / "synthetic_archive")
     keys = source.chunks()
     _check_k_against_size(cfg, source)
+    if cfg.adapt:
+        t1 = time.perf_counter()
+        featurizer = adapt_featurizer(cfg, featurizer, source, keys, out, device,
+                                      label_catalog)
+        times["adapt"] = time.perf_counter() - t1
     store = FeatureStore(out, fingerprint(cfg, featurizer), fresh=cfg.fresh)
     todo = store.todo(keys)
     summary.chunks, summary.chunks_resumed = len(keys), len(keys) - len(todo)
     from engine.features import save_run_featurizer
 
     save_run_featurizer(featurizer, out)
-    times["setup"] = time.perf_counter() - t0
+    times["setup"] = time.perf_counter() - t0 - times.get("adapt", 0.0)
 
     t0 = time.perf_counter()
     if cfg.scheduler or cfg.dask_local:

@@ -33,7 +33,7 @@ from engine._util import atomic_write
 __all__ = ["Neighbour", "SimilarIndex", "open_index", "similar_events", "similar_to_waveform",
            "to_csv", "INDEX_FILE", "main"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("engine.similar")  # also when run as __main__
 
 #: index file kept in the run folder
 INDEX_FILE = "similar_index.npz"
