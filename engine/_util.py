@@ -296,3 +296,14 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "to_dict"):
         return jsonable(obj.to_dict())
     return str(obj)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1.
+
+    A worker pinned to some cores sizes its thread pools to them, so that
+    workers side by side never oversubscribe the machine.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)

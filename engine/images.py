@@ -44,7 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine._util import atomic_write, progress
+from engine._util import available_cores, atomic_write, progress
 
 __all__ = [
     "DEFAULT_FREQS",
@@ -781,7 +781,7 @@ def event_images(traces: Sequence[Any], fs: float = 100.0, freqs=None, device: s
     order = np.argsort(lens, kind="stable")
     order = order[lens[order] >= BOX + 2]
     n_threads = 1 if xp is not np else (
-        (os.cpu_count() or 1) if workers is None or workers < 1 else int(workers))
+        available_cores() if workers is None or workers < 1 else int(workers))
     starts = range(0, len(order), batch_size)
     pool = ThreadPoolExecutor(max_workers=n_threads) if n_threads > 1 else None
     pending: list = []  # CPU: image steps of a batch overlap the next batch's superlet

@@ -28,16 +28,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
+from engine._util import available_cores
 from engine.features.base import Featurizer
 
 log = logging.getLogger(__name__)
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 #: chunks a worker process must get before the automatic plan starts it

@@ -123,6 +123,13 @@ def _geomean_rows_f64(y, n, starts, ends, scale2, out):  # pragma: no cover - co
             out[r, i] = np.exp(lg[i] * inv_o) * scale2
 
 
+def _cores() -> int:
+    """Cores this process may run on (its affinity: a pinned worker uses only its own)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def superlet_cpu(x: np.ndarray, bank: WaveletBank, n_valid: np.ndarray | None = None,
                  workers: int = -1) -> np.ndarray:
     """Superlet power of a batch of equal-length (zero-padded) traces.
@@ -155,7 +162,7 @@ def superlet_cpu(x: np.ndarray, bank: WaveletBank, n_valid: np.ndarray | None = 
     out = np.zeros((n_tr, len(bank.freqs), n_samp), dtype=x.dtype)
     if n_valid is None:
         n_valid = np.full(n_tr, n_samp, dtype=np.int64)
-    n_threads = (os.cpu_count() or 1) if workers is None or workers < 1 else int(workers)
+    n_threads = _cores() if workers is None or workers < 1 else int(workers)
     scales = pow2_scale(x)
     widest = max(s.size for s in bank.spectra)
     local = threading.local()

@@ -41,7 +41,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from engine._util import progress, require
+from engine._util import available_cores, progress, require
 from engine.features.squeezenet import GAP_NAMES, LAYER_NAMES, SqueezeNet
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
@@ -369,7 +369,7 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         old = torch.get_num_threads()
         cpu = self.device_.type == "cpu"
         if cpu:
-            torch.set_num_threads(int(self.n_jobs or _available_cores()))
+            torch.set_num_threads(int(self.n_jobs or available_cores()))
         try:
             with torch.inference_mode(), _tf32_allowed(None if cpu else
                                                        self.precision == "tf32"):
@@ -501,12 +501,6 @@ def _tf32_allowed(allow: bool | None) -> Iterator[None]:
         yield
     finally:
         cudnn.allow_tf32, matmul.allow_tf32 = saved
-
-
-def _available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _flatten(act: torch.Tensor) -> torch.Tensor:
