@@ -17,7 +17,7 @@ def test_every_field_has_a_documented_flag():
     text = build_parser().format_help()
     for name in RunConfig.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in text, name
-    assert "(default: kmeans)" in text and "(default: 2:8)" in text
+    assert "(default: kmeans)" in text and "(default: auto)" in text
 
 
 def test_toml_then_flags_win(tmp_path):
@@ -75,3 +75,14 @@ def test_bad_toml_names_the_file(tmp_path):
     bad.write_text("method = [\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         parse_args(["--config", str(bad)])
+
+
+def test_help_names_the_command_it_was_called_by_and_the_weight_formats(monkeypatch):
+    from engine.config import build_parser
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/microquake-run", "--help"])
+    text = build_parser().format_help()
+    assert text.startswith("usage: microquake-run")
+    assert ".safetensors or .pt" in " ".join(text.split()) and "(.pt)" not in text
+    monkeypatch.setattr("sys.argv", ["/x/engine/run.py"])
+    assert build_parser().format_help().startswith("usage: python -m engine.run")
