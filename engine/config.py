@@ -160,7 +160,7 @@ class RunConfig:
         "shows every curve and why k was chosen", "clustering", None,
         ("auto", "stability", "gap", "bic", "silhouette"))
     condition: str = _f(
-        "standardize+pca50", "feature conditioning before clustering, stored with the "
+        "standardize+pca50+l2", "feature conditioning before clustering, stored with the "
         "model so --assign-to applies it too: '+'-joined steps of station (per-station "
         "centring), standardize, pcaN, whiten, l2; 'none' for raw features",
         "clustering", "SPEC")

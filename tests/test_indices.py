@@ -92,10 +92,12 @@ def test_label_scores_hand_example():
     assert s["classes"] == ["LP", "TC", "VT"] and s["clusters"] == [0, 1, 2]
     assert s["contingency"] == [[4, 1, 0], [0, 0, 2], [0, 2, 1]]
     assert s["purity"] == pytest.approx((4 + 2 + 2) / 10)
-    assert s["per_class"]["LP"] == {"n": 5, "dominant_cluster": 0, "share": 0.8}
+    assert s["per_class"]["LP"] == {"n": 5, "dominant_cluster": 0, "share": 0.8,
+                                    "cluster_size": 4, "cluster_fraction": 0.4}
     assert s["per_class"]["VT"]["dominant_cluster"] == 1
     assert s["per_class"]["VT"]["share"] == pytest.approx(2 / 3)
-    assert s["per_class"]["TC"] == {"n": 2, "dominant_cluster": 2, "share": 1.0}
+    assert s["per_class"]["TC"] == {"n": 2, "dominant_cluster": 2, "share": 1.0,
+                                    "cluster_size": 3, "cluster_fraction": 0.3}
     # ARI by hand: sum C(n_ij,2) = 6+0+1+1 = 8; rows: C(5,2)+C(2,2)+C(3,2) = 14;
     # cols: C(4,2)+C(3,2)+C(3,2) = 12; C(10,2) = 45
     exp = 14 * 12 / 45

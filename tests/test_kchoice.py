@@ -8,8 +8,9 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from engine.cluster import scan_k
-from engine.cluster.kchoice import (CRITERIA, _log_within, _min_cluster_jaccard, bic_curve,
-                                    choose_k, gap_curve, k_criteria, stability_curve)
+from engine.cluster.kchoice import (CRITERIA, _labels_for_ks, _log_within, _min_cluster_jaccard,
+                                    bic_curve, choose_k, gap_curve, k_criteria,
+                                    stability_curve)
 
 
 def _blobs(k: int, n: int = 600, d: int = 10, seed: int = 1):
@@ -84,6 +85,19 @@ def test_min_cluster_jaccard_against_loops():
         want.append(max(len(sa & sb) / len(sa | sb) for sb in sbs))
     np.testing.assert_allclose(got, want)
     assert np.all(_min_cluster_jaccard(a, a) == 1.0)
+
+
+@pytest.mark.parametrize("method", ["ward", "single", "kmeans"])
+def test_one_tree_cut_at_every_k_equals_one_fit_per_k(method):
+    from sklearn.metrics import adjusted_rand_score
+
+    from engine.cluster import make_clusterer
+    X, _ = _blobs(4, n=200, d=4)
+    X = X + np.random.default_rng(0).normal(0, 2.0, X.shape)   # overlapping: cuts matter
+    got = _labels_for_ks(X, method, [2, 3, 5, 7], 0, "cpu", {})
+    for k, lab in got.items():
+        want = make_clusterer(method, k, random_state=0).fit(X).labels_
+        assert adjusted_rand_score(want, lab) == pytest.approx(1.0), k
 
 
 def test_log_within_and_bic_against_obvious_formulas():

@@ -63,10 +63,24 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
-def _fit_labels(X: np.ndarray, method: str, k: int, seed: int, device: str,
-                kw: Mapping[str, Any]) -> np.ndarray:
-    est = make_clusterer(method, k, random_state=seed, device=device, **kw).fit(X)
-    return np.asarray(est.labels_, dtype=np.int64)
+def _labels_for_ks(X: np.ndarray, method: str, ks: Sequence[int], seed: int, device: str,
+                   kw: Mapping[str, Any]) -> dict[int, np.ndarray]:
+    """Labels of every k; a fitted tree (``linkage_matrix_`` over all of ``X``) is cut
+    at every k instead of being rebuilt (hierarchical methods: one linkage, not one per k)."""
+    out: dict[int, np.ndarray] = {}
+    Z = None
+    for k in ks:
+        if Z is not None:
+            from scipy.cluster.hierarchy import fcluster
+
+            out[k] = fcluster(Z, t=k, criterion="maxclust").astype(np.int64)
+            continue
+        est = make_clusterer(method, k, random_state=seed, device=device, **kw).fit(X)
+        out[k] = np.asarray(est.labels_, dtype=np.int64)
+        z = getattr(est, "linkage_matrix_", None)
+        if z is not None and np.shape(z) == (X.shape[0] - 1, 4):
+            Z = z
+    return out
 
 
 def _log_within(X: np.ndarray, labels: np.ndarray) -> float:
@@ -90,7 +104,7 @@ def _min_cluster_jaccard(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 def stability_curve(X, method: str, ks: Sequence[int], labels: Mapping[int, np.ndarray], *,
-                    n_resamples: int = 5, fraction: float = 0.8, max_points: int = 2000,
+                    n_resamples: int = 10, fraction: float = 0.8, max_points: int = 2000,
                     random_state=0, device: str = "cpu", **kw: Any) -> tuple[list, list]:
     """Cluster-wise stability under subsampling (Hennig 2007), per k.
 
@@ -140,6 +154,9 @@ def stability_curve(X, method: str, ks: Sequence[int], labels: Mapping[int, np.n
     rng = _rng(random_state)
     subsets = [np.sort(rng.choice(n, m, replace=False)) for _ in range(n_resamples)]
     seeds = [_seed(rng) for _ in range(n_resamples)]
+    valid = [k for k in ks if k < m]
+    subs = [_labels_for_ks(X[idx], method, valid, sd, device, kw)
+            for idx, sd in zip(subsets, seeds)]
     worst, mean = [], []
     for k in ks:
         if k >= m:
@@ -149,10 +166,9 @@ def stability_curve(X, method: str, ks: Sequence[int], labels: Mapping[int, np.n
         full = np.asarray(labels[k])
         ids = np.unique(full)
         jac = np.zeros((n_resamples, ids.size))
-        for b, (idx, s) in enumerate(zip(subsets, seeds)):
+        for b, idx in enumerate(subsets):
             ref = full[idx]
-            sub = _fit_labels(X[idx], method, k, s, device, kw)
-            per = _min_cluster_jaccard(ref, sub)            # clusters present in the subsample
+            per = _min_cluster_jaccard(ref, subs[b][k])     # clusters present in the subsample
             jac[b, np.searchsorted(ids, np.unique(ref))] = per
         stab = jac.mean(axis=0)
         worst.append(float(stab.min()))
@@ -202,15 +218,17 @@ def gap_curve(X, method: str, ks: Sequence[int], *, n_refs: int = 5, max_points:
     lo, hi = Z.min(axis=0), Z.max(axis=0)
     refs = [rng.uniform(lo, hi, size=(m, Z.shape[1])) @ vt for _ in range(n_refs)]
     seed = _seed(rng)
+    valid = [k for k in ks if k < m]
+    lab = _labels_for_ks(Xs, method, valid, seed, device, kw)
+    lab_refs = [_labels_for_ks(R, method, valid, seed, device, kw) for R in refs]
     gap, s = [], []
     for k in ks:
         if k >= m:
             gap.append(float("nan"))
             s.append(float("nan"))
             continue
-        lw = _log_within(Xs, _fit_labels(Xs, method, k, seed, device, kw))
-        lw_ref = np.array([_log_within(R, _fit_labels(R, method, k, seed, device, kw))
-                           for R in refs])
+        lw = _log_within(Xs, lab[k])
+        lw_ref = np.array([_log_within(R, lr[k]) for R, lr in zip(refs, lab_refs)])
         gap.append(float(lw_ref.mean() - lw))
         s.append(float(lw_ref.std() * np.sqrt(1.0 + 1.0 / n_refs)))
     return gap, s
@@ -256,7 +274,7 @@ def bic_curve(X, labels: Mapping[int, np.ndarray], ks: Sequence[int]) -> list:
 
 def k_criteria(X, method: str, ks: Sequence[int], labels: Mapping[int, np.ndarray], *,
                which: Sequence[str] = ("stability", "gap", "bic"), random_state=0,
-               device: str = "cpu", n_resamples: int = 5, n_refs: int = 5,
+               device: str = "cpu", n_resamples: int = 10, n_refs: int = 5,
                max_points: int = 2000, **kw: Any) -> dict:
     """Curves of the k criteria other than the silhouette.
 

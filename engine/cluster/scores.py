@@ -24,8 +24,10 @@ def label_scores(y_true, y_pred) -> dict:
         - ``purity``: sum over clusters of their largest class count, / n;
         - ``ari``: adjusted Rand index; ``nmi``: normalised mutual information;
         - ``per_class``: for each class, ``n``, ``dominant_cluster`` (the cluster
-          holding most of its events) and ``share`` (the fraction of its events
-          there: the paper's "91% of LP in one cluster").
+          holding most of its events), ``share`` (the fraction of its events
+          there: the paper's "91% of LP in one cluster"), and that cluster's
+          size: ``cluster_size`` events, ``cluster_fraction`` of all events (a
+          share means little when the cluster holds most events).
 
     Raises
     ------
@@ -47,11 +49,13 @@ def label_scores(y_true, y_pred) -> dict:
     cont = np.zeros((classes.size, clusters.size), dtype=np.int64)
     np.add.at(cont, (ti, pi), 1)
     n = int(yt.size)
-    per_class = {}
+    per_class: dict = {}
     for r, c in enumerate(classes):
         j = int(np.argmax(cont[r]))
+        size = int(cont[:, j].sum())
         per_class[str(c)] = {"n": int(cont[r].sum()), "dominant_cluster": clusters[j].item(),
-                             "share": float(cont[r, j] / cont[r].sum())}
+                             "share": float(cont[r, j] / cont[r].sum()),
+                             "cluster_size": size, "cluster_fraction": size / n}
     return {
         "classes": [str(c) for c in classes],
         "clusters": [c.item() for c in clusters],

@@ -90,7 +90,7 @@ class ScanResult:
 
 def scan_k(X, method: str, ks: Iterable[int] = range(2, 9), random_state=0,
            sample_size: int | None = 10_000, fixed_k: int | None = None,
-           device: str = "cpu", criterion: str = "silhouette", n_resamples: int = 5,
+           device: str = "cpu", criterion: str = "silhouette", n_resamples: int = 10,
            n_refs: int = 5, max_points: int = 2000, stability_threshold: float = 0.75,
            **kw: Any) -> ScanResult:
     """Cluster ``X`` for every k in ``ks`` and record silhouette and elbow curves.

@@ -805,12 +805,17 @@ def _report_html(n, lab, clusters, sizes, y, method, scan_d, indices, ls, config
             left=1)))
 
     if ls:
-        per = [[c, v["n"], v["dominant_cluster"], f"{v['share']:.1%}"]
+        per = [[c, v["n"], v["dominant_cluster"], f"{v['share']:.1%}",
+                "" if v.get("cluster_size") is None else
+                f"{v['cluster_size']} ({v['cluster_fraction']:.0%} of all events)"]
                for c, v in ls["per_class"].items()]
         body = (table(["adjusted Rand", "NMI", "purity"], [[ls["ari"], ls["nmi"], ls["purity"]]],
                       left=0)
                 + "<h3>Share of each catalogue label in its dominant cluster</h3>"
-                + table(["catalogue label", "events", "dominant cluster", "share"], per)
+                + '<p class="note">A share says little when its cluster holds most of '
+                  "the events: read it with the cluster's size.</p>"
+                + table(["catalogue label", "events", "dominant cluster", "share",
+                         "size of that cluster"], per)
                 + img_tag(figs["contingency"], "contingency table"))
         sections.append(("Agreement with catalogue labels", body))
 

@@ -1,0 +1,619 @@
+"""Evaluation harness: how well do the engine's families match analysts' classes?
+
+``python -m engine.evaluate (--images DIR | --events PATH | --archive DIR --catalog CSV)
+--out DIR`` reads a labelled input, computes features with every featurizer
+asked for (cached per featurizer in ``OUT/features/`` so re-runs are fast),
+conditions them (:class:`~engine.cluster.FeatureConditioner` specs), clusters
+them with every method over a range of k and scores each clustering against the
+known classes: ARI, NMI, purity and the share of the focus class (LP) in its
+dominant cluster *together with that cluster's size* (a 93 % LP share in a
+cluster holding 75 % of all events says little).
+
+Each combination is scored at every k of the scan and at the k the engine
+chooses itself (one row per k criterion: ``auto``, ``silhouette``,
+``stability``, ``gap``, ``bic``; see :mod:`engine.cluster.kchoice`).
+``--split halves`` scores two disjoint, seeded, class-stratified halves
+separately, so that nobody tunes to one set.
+
+Outputs (written atomically into ``--out``): ``results.csv`` (every row),
+``results.json`` (rows, k-scan curves and reasons, settings) and
+``results.md`` (a table at the engine's own k, then every row); the markdown
+table at the engine's own k is also printed.
+
+Library: :func:`evaluate` (events in, :class:`EvalResult` out),
+:func:`parse_featurizer_spec`, :func:`split_halves`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from engine.events import Event
+
+__all__ = ["EvalResult", "evaluate", "parse_featurizer_spec", "split_halves", "featurize_cached",
+           "build_parser", "main", "DEFAULT_CONDITIONINGS", "DEFAULT_METHODS", "COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+#: default conditioning specs compared by the harness
+DEFAULT_CONDITIONINGS = ("standardize", "standardize+pca50+l2")
+#: default clustering methods compared by the harness
+DEFAULT_METHODS = ("kmeans", "ward")
+#: columns of results.csv, in order
+COLUMNS = ("set", "n", "featurizer", "conditioning", "method", "k", "chosen_by", "ari", "nmi",
+           "purity", "focus_class", "focus_share", "focus_cluster_n", "focus_cluster_frac",
+           "cluster_sizes")
+
+
+@dataclass
+class EvalResult:
+    """Outcome of :func:`evaluate`.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One row per set x featurizer x conditioning x method x k, with the keys
+        of :data:`COLUMNS`; ``chosen_by`` lists the k criteria that picked this k
+        ("" for a k only scanned).
+    scans : list of dict
+        Per set x featurizer x conditioning x method: the k-scan summary
+        (:meth:`engine.cluster.ScanResult.to_dict`: curves, picks, reason).
+    skipped : list of str
+        Featurizers that could not run on this input, and why.
+    settings : dict
+        What was compared (for the JSON file).
+    """
+
+    rows: list = field(default_factory=list)
+    scans: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def own_k_rows(self, criterion: str = "auto") -> list[dict]:
+        """Rows at the k a criterion chose (``criterion`` in their ``chosen_by``)."""
+        return [r for r in self.rows if criterion in r["chosen_by"].split(",")]
+
+    def best(self, criterion: str = "auto", key: str = "ari") -> dict | None:
+        """The own-k row of highest ``key`` averaged over the sets (halves), or None.
+
+        Returns
+        -------
+        dict or None
+            ``{"featurizer", "conditioning", "method", "mean", "per_set"}``.
+        """
+        groups: dict[tuple, dict] = {}
+        for r in self.own_k_rows(criterion):
+            g = groups.setdefault((r["featurizer"], r["conditioning"], r["method"]), {})
+            g[r["set"]] = r[key]
+        if not groups:
+            return None
+        (f, c, m), per = max(groups.items(), key=lambda kv: float(np.mean(list(kv[1].values()))))
+        return {"featurizer": f, "conditioning": c, "method": m,
+                "mean": float(np.mean(list(per.values()))), "per_set": per}
+
+    def to_csv(self) -> str:
+        """Every row as CSV text (header :data:`COLUMNS`)."""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({c: _fmt(r[c]) for c in COLUMNS})
+        return buf.getvalue()
+
+    def to_markdown(self, criterion: str = "auto", all_rows: bool = True) -> str:
+        """Markdown: the table at the engine's own k, then (optionally) every row."""
+        out = [f"## At the engine's own k ({criterion})", "", _md_table(self.own_k_rows(criterion))]
+        reasons = [s for s in self.scans if s.get("reason")]
+        if reasons:
+            out += ["", "Why k was chosen:", ""]
+            out += [f"- {s['set']} / {s['featurizer']} / {s['conditioning']} / {s['method']}: "
+                    f"{s['reason']}" for s in reasons]
+        if self.skipped:
+            out += ["", "Skipped: " + "; ".join(self.skipped)]
+        if all_rows:
+            out += ["", "## Every k", "", _md_table(self.rows)]
+        return "\n".join(out) + "\n"
+
+    def to_json(self) -> str:
+        """Rows, scans, skipped featurizers and settings as JSON text."""
+        return json.dumps({"settings": self.settings, "rows": self.rows, "scans": self.scans,
+                           "skipped": self.skipped}, indent=1, default=_json_default)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if not np.isfinite(v) else f"{v:.4f}"
+    return str(v)
+
+
+def _md_table(rows: Sequence[dict]) -> str:
+    head = ("set", "featurizer", "conditioning", "method", "k", "chosen by", "ARI", "NMI",
+            "purity", "focus share", "its cluster (n, % of all)", "cluster sizes")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r["focus_class"]:
+            share = f"{r['focus_class']} {100 * r['focus_share']:.0f}%"
+            clus = f"{r['focus_cluster_n']} ({100 * r['focus_cluster_frac']:.0f}%)"
+        else:
+            share, clus = "-", "-"
+        lines.append("| " + " | ".join([
+            r["set"], r["featurizer"], r["conditioning"], r["method"], str(r["k"]),
+            r["chosen_by"] or "-", f"{r['ari']:.3f}", f"{r['nmi']:.3f}", f"{r['purity']:.3f}",
+            share, clus, r["cluster_sizes"]]) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- pieces
+def parse_featurizer_spec(spec: str) -> tuple[str, dict]:
+    """``"NAME[:key=value[,key=value...]]"`` -> ``(name, params)``.
+
+    Values that read as int or float become numbers; ``none`` becomes None.
+
+    Examples
+    --------
+    >>> parse_featurizer_spec("superlet-cnn:feature_layer=fire9_gap")
+    ('superlet-cnn', {'feature_layer': 'fire9_gap'})
+
+    Raises
+    ------
+    ValueError
+        An empty name, an unknown featurizer or a parameter without ``=``.
+    """
+    from engine.features import FEATURIZERS
+
+    name, _, rest = str(spec).strip().partition(":")
+    name = name.strip()
+    if name not in FEATURIZERS:
+        raise ValueError(f"--features {spec!r}: unknown featurizer {name!r}; choose one of "
+                         f"{', '.join(FEATURIZERS)}")
+    params: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--features {spec!r}: parameter {item!r} is not key=value")
+        params[key.strip()] = _value(value.strip())
+    allowed = set(FEATURIZERS[name]._get_param_names())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(f"--features {spec!r}: featurizer {name!r} has no parameter "
+                         f"{unknown[0]!r}; it takes {', '.join(sorted(allowed))}")
+    return name, params
+
+
+def _value(text: str) -> Any:
+    if text.lower() == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _label(name: str, params: dict) -> str:
+    if not params:
+        return name
+    shown = []
+    for k, v in sorted(params.items()):
+        if k == "weights" and v:
+            v = Path(str(v)).stem
+        shown.append(f"{k}={v}")
+    return f"{name}:{','.join(shown)}"
+
+
+def split_halves(y: Sequence, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of the events, stratified by class, seeded.
+
+    Every class is shuffled and dealt alternately (its first event to a random
+    half), so each half holds half of every class (one more in one half for odd
+    counts).
+
+    Parameters
+    ----------
+    y : sequence
+        Class of every event.
+    seed : int
+
+    Returns
+    -------
+    a, b : ndarray of int
+        Sorted indices of the two halves.
+    """
+    y = np.asarray(y).astype(str)
+    rng = np.random.default_rng(seed)
+    a, b = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        first = int(rng.integers(0, 2))
+        for j, i in enumerate(idx):
+            (a if (j + first) % 2 == 0 else b).append(int(i))
+    return np.sort(np.asarray(a, dtype=np.int64)), np.sort(np.asarray(b, dtype=np.int64))
+
+
+def _events_digest(events: Sequence[Event]) -> str:
+    h = hashlib.sha256()
+    for e in events:
+        h.update(f"{e.id}\x00{e.source}\x00{e.label}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def featurize_cached(featurizer, events: Sequence[Event], cache_dir: str | Path | None = None
+                     ) -> tuple[np.ndarray, bool]:
+    """Features of ``events``, read from / written to ``cache_dir`` when given.
+
+    The cache file is named by the featurizer's name, its fingerprint digest and
+    a digest of the event ids, so changed weights or other events never reuse
+    stale features.
+
+    Parameters
+    ----------
+    featurizer : Featurizer
+    events : sequence of Event
+    cache_dir : path, optional
+
+    Returns
+    -------
+    X : ndarray (n, d) float32
+    cached : bool
+        Whether the features came from the cache.
+    """
+    from engine._util import atomic_path
+
+    path = None
+    if cache_dir is not None:
+        featurizer.check()
+        path = (Path(cache_dir) / f"{featurizer.name}-{featurizer.fingerprint_id()}-"
+                f"{_events_digest(events)}.npy")
+        if path.is_file():
+            try:
+                X = np.load(path)
+                if X.shape[0] == len(events):
+                    return X, True
+                log.warning("feature cache %s has %d rows for %d events; recomputing", path,
+                            X.shape[0], len(events))
+            except (OSError, ValueError) as exc:
+                log.warning("feature cache %s unreadable (%s); recomputing", path, exc)
+    X = featurizer.fit(events).transform(events)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, X)
+    return X, False
+
+
+def _focus(classes: Iterable[str], focus: str | None) -> str | None:
+    classes = list(classes)
+    if focus is None:
+        return next((c for c in classes if c.upper() == "LP"), None)
+    match = next((c for c in classes if c.upper() == focus.upper()), None)
+    if match is None:
+        raise ValueError(f"--focus-class {focus!r} is not a class of the input "
+                         f"({', '.join(classes)})")
+    return match
+
+
+def _score_row(y: np.ndarray, labels: np.ndarray, focus: str | None) -> dict:
+    from engine.cluster.scores import label_scores
+
+    s = label_scores(y, labels)
+    sizes = np.sort(np.bincount(np.unique(labels, return_inverse=True)[1]))[::-1]
+    row = {"ari": s["ari"], "nmi": s["nmi"], "purity": s["purity"], "focus_class": focus or "",
+           "focus_share": float("nan"), "focus_cluster_n": 0, "focus_cluster_frac": float("nan"),
+           "cluster_sizes": "/".join(str(int(v)) for v in sizes)}
+    if focus is not None and focus in s["per_class"]:
+        pc = s["per_class"][focus]
+        n_c = int(np.sum(labels == pc["dominant_cluster"]))
+        row.update(focus_share=pc["share"], focus_cluster_n=n_c,
+                   focus_cluster_frac=n_c / len(labels))
+    return row
+
+
+# ---------------------------------------------------------------------------- library
+def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superlet-cnn"),
+             conditionings: Sequence[str] = DEFAULT_CONDITIONINGS,
+             methods: Sequence[str] = DEFAULT_METHODS, ks: Iterable[int] = range(2, 9), *,
+             split: str = "none", seed: int = 0, cache_dir: str | Path | None = None,
+             focus_class: str | None = None, device: str = "cpu",
+             scan_options: dict | None = None) -> EvalResult:
+    """Score featurizer x conditioning x method x k against the events' known classes.
+
+    Parameters
+    ----------
+    events : sequence of Event
+        Labelled events (``Event.label``); unlabelled ones are dropped with a
+        log line.
+    featurizers : sequence
+        Each a spec string (``"superlet-cnn:feature_layer=fire9_gap"``), a
+        ``(name, params)`` pair or a :class:`~engine.features.Featurizer`.
+        Featurizers that cannot run on the input (e.g. waveform-only ones on
+        images) are skipped and listed in :attr:`EvalResult.skipped`.
+    conditionings : sequence of str
+        :class:`~engine.cluster.FeatureConditioner` specs; ``station`` uses the
+        events' stations as groups.
+    methods : sequence of str
+        Clustering methods (:data:`engine.cluster.METHODS`); methods that find
+        their own k give one row.
+    ks : iterable of int
+        k values scanned (those ``>=`` the set size are dropped).
+    split : {"none", "halves"}
+        ``"halves"``: two disjoint seeded class-stratified halves, each scored
+        on its own (sets ``A`` and ``B``); ``"none"``: one set ``all``.
+    seed : int
+        Seed of the split, the clusterers and the k criteria.
+    cache_dir : path, optional
+        Feature cache folder (see :func:`featurize_cached`).
+    focus_class : str, optional
+        Class whose dominant-cluster share is reported (default: ``LP`` when present).
+    device : str
+        Device of the clusterers and of featurizers built from specs.
+    scan_options : dict, optional
+        More arguments of :func:`engine.cluster.scan_k` (e.g. ``n_resamples``).
+
+    Returns
+    -------
+    EvalResult
+
+    Raises
+    ------
+    ValueError
+        No labelled events, one class only, bad specs, an unknown method or split,
+        a featurizer whose parameters or files are wrong, or no featurizer able
+        to run on the input.
+    """
+    from engine.cluster import FeatureConditioner, make_clusterer, needs_k, scan_k
+    from engine.features import Featurizer, make_featurizer
+
+    if split not in ("none", "halves"):
+        raise ValueError(f"split must be 'none' or 'halves', got {split!r}")
+    events = list(events)
+    labelled = [e for e in events if e.label not in (None, "")]
+    if len(labelled) < len(events):
+        log.info("evaluate: %d of %d events have no label and are left out",
+                 len(events) - len(labelled), len(events))
+    if not labelled:
+        raise ValueError("no event carries a class label: the harness needs labelled input "
+                         "(class sub-folders, HDF5 class datasets, --mask-labels, or a catalogue "
+                         "with a type column)")
+    y_all = np.asarray([str(e.label) for e in labelled])
+    classes = sorted({str(c) for c in y_all})
+    if len(classes) < 2:
+        raise ValueError(f"all {len(labelled)} labelled events are of class {classes[0]!r}; "
+                         "scores against one class mean nothing")
+    focus = _focus(classes, focus_class)
+    for m in methods:
+        needs_k(m)  # raises for an unknown method
+    conds = [FeatureConditioner.from_spec(c) for c in conditionings]   # raise early on bad specs
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 2:
+        raise ValueError(f"ks must be integers >= 2, got {ks}")
+    specs = []
+    for f in featurizers:
+        if isinstance(f, Featurizer):
+            specs.append((f.name, f.get_params(), f))
+        elif isinstance(f, str):
+            name, params = parse_featurizer_spec(f)
+            specs.append((name, params, None))
+        else:
+            name, params = f
+            specs.append((name, dict(params), None))
+    if split == "halves":
+        a, b = split_halves(y_all, seed)
+        sets = [("A", a), ("B", b)]
+    else:
+        sets = [("all", np.arange(len(labelled)))]
+    stations = np.asarray([e.station or "" for e in labelled])
+    result = EvalResult(settings={
+        "n_events": len(labelled), "classes": {c: int(np.sum(y_all == c)) for c in classes},
+        "featurizers": [_label(n, {k: v for k, v in p.items() if k != "device"})
+                        for n, p, _ in specs],
+        "conditionings": [c.spec for c in conds], "methods": list(methods), "ks": ks,
+        "split": split, "seed": seed, "focus_class": focus})
+    opts = dict(scan_options or {})
+    opts.setdefault("criterion", "auto")
+    for name, params, inst in specs:
+        label = _label(name, {k: v for k, v in params.items() if k != "device"})
+        feat = inst if inst is not None else make_featurizer(name, **{"device": device,
+                                                                       **params})
+        try:
+            feat.check()
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(f"featurizer {label}: {exc}") from None
+        t0 = time.perf_counter()
+        try:
+            X_all, cached = featurize_cached(feat, labelled, cache_dir)
+        except ValueError as exc:    # e.g. a waveform featurizer on image-only events
+            result.skipped.append(f"{label}: {exc}")
+            log.warning("evaluate: featurizer %s skipped: %s", label, exc)
+            continue
+        log.info("evaluate: %s features %s in %.1f s%s", label, X_all.shape,
+                 time.perf_counter() - t0, " (cache)" if cached else "")
+        for set_name, idx in sets:
+            y = y_all[idx]
+            for cond in conds:
+                c = FeatureConditioner.from_spec(cond.spec)
+                Xc = c.fit_transform(X_all[idx], groups=stations[idx] if c.station else None)
+                for m in methods:
+                    base = {"set": set_name, "n": int(idx.size), "featurizer": label,
+                            "conditioning": c.spec, "method": m}
+                    if not needs_k(m):
+                        lab = np.asarray(make_clusterer(m, random_state=seed, device=device)
+                                         .fit(Xc).labels_)
+                        k_found = int(np.unique(lab[lab >= 0]).size)
+                        result.rows.append({**base, "k": k_found, "chosen_by": "own",
+                                            **_score_row(y, lab, focus)})
+                        continue
+                    kk = [k for k in ks if k < idx.size]
+                    if not kk:
+                        raise ValueError(f"set {set_name} has {idx.size} events: too few for "
+                                         f"k in {ks}")
+                    scan = scan_k(Xc, m, kk, random_state=seed, device=device, **opts)
+                    result.scans.append({**{k: base[k] for k in ("set", "featurizer",
+                                                                  "conditioning", "method")},
+                                         **scan.to_dict()})
+                    for k in kk:
+                        chosen_by = ",".join(cr for cr, pk in scan.picks.items() if pk == k)
+                        result.rows.append({**base, "k": k, "chosen_by": chosen_by,
+                                            **_score_row(y, scan.labels[k], focus)})
+    if not result.rows:
+        raise ValueError("no featurizer could run on this input: " + "; ".join(result.skipped))
+    return result
+
+
+def write_outputs(result: EvalResult, out: str | Path, criterion: str = "auto") -> dict[str, Path]:
+    """Write ``results.csv``, ``results.md`` and ``results.json`` atomically into ``out``."""
+    from engine._util import atomic_write
+
+    out = Path(out)
+    return {"csv": atomic_write(out / "results.csv", result.to_csv()),
+            "md": atomic_write(out / "results.md", result.to_markdown(criterion)),
+            "json": atomic_write(out / "results.json", result.to_json())}
+
+
+# ---------------------------------------------------------------------------- CLI
+def _int_range(text: str) -> list[int]:
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-", 1))
+            vals = list(range(lo, hi + 1))
+        else:
+            vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a k range like 2-8 or 3,4,5") from None
+    if not vals or min(vals) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: every k must be >= 2")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line parser of ``python -m engine.evaluate``."""
+    p = argparse.ArgumentParser(
+        prog="python -m engine.evaluate",
+        description="Compare featurizers, feature conditioning, clustering methods and k "
+                    "against known classes: ARI, NMI, purity and the focus class's share "
+                    "with its cluster's size, at every k and at the engine's own choice of k.")
+    src = p.add_argument_group("labelled input (exactly one)")
+    src.add_argument("--images", metavar="DIR", help="image folder DIR/<class>/*.png")
+    src.add_argument("--events", metavar="PATH",
+                     help="event files: HDF5 (one dataset per class), .npy/.npz labelled "
+                          "windows (with --mask-labels), or a folder of waveform files with "
+                          "class sub-folders")
+    src.add_argument("--archive", metavar="DIR",
+                     help="continuous archive; needs --catalog with a type column "
+                          "(e.g. the synthetic archive of python -m engine.synth)")
+    p.add_argument("--catalog", metavar="CSV",
+                   help="with --archive: catalogue time,type[,station][,duration]")
+    p.add_argument("--mask-labels", metavar="NAMES",
+                   help="labelled windows: names of the trailing mask rows, or 'ovdas'")
+    p.add_argument("--fs", type=float, default=100.0,
+                   help="sampling rate of event arrays that do not state it (default 100)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: results.csv/.md/.json and features/ (the cache)")
+    p.add_argument("--features", action="append", metavar="NAME[:k=v,...]",
+                   help="featurizer to compare (repeatable), e.g. pixels, "
+                        "superlet-cnn:feature_layer=fire9_gap, "
+                        "superlet-cnn:weights=W.mat,feature_layer=conv10 "
+                        "(default: pixels and superlet-cnn)")
+    p.add_argument("--conditioning", action="append", metavar="SPEC",
+                   help="conditioning spec (repeatable), e.g. standardize, "
+                        "station+standardize+pca50+l2, none (default: "
+                        + " and ".join(DEFAULT_CONDITIONINGS) + ")")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated clustering methods (default %(default)s)")
+    p.add_argument("--k-range", type=_int_range, default=list(range(2, 9)), metavar="LO-HI",
+                   help="k values scanned, e.g. 2-8 (default) or 3,4,5")
+    p.add_argument("--criterion", default="auto",
+                   choices=["auto", "silhouette", "stability", "gap", "bic"],
+                   help="k criterion of the summary table (every criterion's pick is in the "
+                        "full table; default auto)")
+    p.add_argument("--split", default="none", choices=["none", "halves"],
+                   help="halves: score two disjoint seeded class-stratified halves separately")
+    p.add_argument("--focus-class", metavar="CLASS",
+                   help="class whose share in one cluster is reported (default LP if present)")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, clusterers and criteria")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where features and clusterers compute (default cpu)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write features/")
+    return p
+
+
+def _open_input(args: argparse.Namespace):
+    given = [f for f in ("images", "events", "archive") if getattr(args, f)]
+    if len(given) != 1:
+        raise ValueError("give exactly one of --images, --events, --archive "
+                         f"(got {', '.join('--' + g for g in given) or 'none'})")
+    path = Path(getattr(args, given[0]))
+    if not path.exists():
+        raise FileNotFoundError(f"--{given[0]}: {path} does not exist")
+    if args.catalog and not args.archive:
+        raise ValueError("--catalog only applies with --archive")
+    if args.mask_labels and not args.events:
+        raise ValueError("--mask-labels only applies with --events")
+    from engine.sources import open_source
+
+    if args.archive:
+        if not args.catalog:
+            raise ValueError("--archive needs --catalog (a catalogue with a type column gives "
+                             "the classes)")
+        if not Path(args.catalog).is_file():
+            raise FileNotFoundError(f"--catalog: {args.catalog} does not exist")
+        return open_source(archive=str(path), catalog=args.catalog, detect=False,
+                           target_fs=args.fs)
+    if args.events:
+        return open_source(events=str(path), fs=args.fs, mask_labels=args.mask_labels)
+    return open_source(images=str(path))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m engine.evaluate``."""
+    from engine._util import configure_logging
+
+    args = build_parser().parse_args(argv)
+    try:
+        configure_logging()
+        source = _open_input(args)
+        events, _ = source.read_all()
+        if not events:
+            raise ValueError("the input holds no events")
+        feats = args.features or ["pixels", "superlet-cnn"]
+        out = Path(args.out)
+        res = evaluate(events, feats, args.conditioning or DEFAULT_CONDITIONINGS,
+                       [m.strip() for m in args.methods.split(",") if m.strip()], args.k_range,
+                       split=args.split, seed=args.seed,
+                       cache_dir=None if args.no_cache else out / "features",
+                       focus_class=args.focus_class, device=args.device)
+        write_outputs(res, out, args.criterion)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(res.to_markdown(args.criterion, all_rows=False))
+    best = res.best(args.criterion)
+    if best:
+        per = ", ".join(f"{s} {v:.3f}" for s, v in best["per_set"].items())
+        sys.stdout.write(f"\nbest at own k ({args.criterion}): {best['featurizer']} / "
+                         f"{best['conditioning']} / {best['method']}: ARI {per}\n")
+    sys.stdout.write(f"written: {out / 'results.csv'}, results.md, results.json\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
