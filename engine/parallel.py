@@ -24,6 +24,7 @@ import math
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -103,7 +104,14 @@ def make_plan(device: str, workers: int, n_chunks: int, batch: int,
 
 
 def _init_worker(cores: list[list[int]], threads: int, counter) -> None:
-    """Pin this worker to its share of the cores and size its thread pools."""
+    """Pin this worker to its share of the cores and size its thread pools.
+
+    Ctrl-C is left to the main process, which stops the workers (parts are
+    written atomically, so a stopped worker leaves nothing half-written).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with counter.get_lock():
         slot = counter.value
         counter.value += 1
@@ -131,13 +139,25 @@ def _core_sets(n_workers: int) -> list[list[int]]:
     return [cores[i * per:(i + 1) * per] for i in range(n_workers)]
 
 
-def _pool(plan: Plan, pin: bool) -> ProcessPoolExecutor:
+@contextmanager
+def _pool(plan: Plan, pin: bool) -> Iterator[ProcessPoolExecutor]:
+    """A spawn-context process pool; on any error or Ctrl-C its workers are stopped
+    at once instead of finishing the tasks in flight."""
     ctx = get_context("spawn")  # torch and threads do not survive fork
     counter = ctx.Value("i", 0)
     cores = _core_sets(plan.workers) if pin else []
-    return ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx,
-                               initializer=_init_worker,
-                               initargs=(cores, plan.threads, counter))
+    pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx,
+                               initializer=_init_worker, initargs=(cores, plan.threads, counter))
+    try:
+        yield pool
+    except BaseException:
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.terminate()
+        raise
+    else:
+        pool.shutdown(wait=True)
 
 
 def _bounded(pool: ProcessPoolExecutor, fn: Callable, tasks: Iterable[tuple],

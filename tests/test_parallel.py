@@ -96,3 +96,30 @@ def test_worker_processes_give_the_same_results_as_one_process(tmp_path):
     c1, c2 = _clusters(one), _clusters(two)
     assert adjusted_rand_score(list(c1.values()), [c2[k] for k in c1]) >= 0.99
     assert "read+detect" in s2["busy_seconds"]
+
+
+@pytest.mark.slow
+def test_a_failing_worker_stops_the_run_and_leaves_whole_parts(tmp_path, monkeypatch):
+    """An error in one worker ends the run with it; parts on disk are complete files."""
+    from engine import parallel
+
+    argv = ["--synthetic-days", "0.1", "--synthetic-rate", "20", "--chunk-length", "600",
+            "--k", "3", "--no-report", "--device", "cpu", "--workers", "2",
+            "--out", str(tmp_path / "o")]
+    real = parallel.run_cpu
+    calls = []
+
+    def failing(plan, source, todo, featurizer, parts_dir, label_catalog, on_chunks):
+        def boom(n):
+            calls.append(n)
+            if len(calls) == 2:
+                raise RuntimeError("disk full (simulated)")
+            on_chunks(n)
+        return real(plan, source, todo, featurizer, parts_dir, label_catalog, boom)
+
+    monkeypatch.setattr(parallel, "run_cpu", failing)
+    assert main(argv) == 1
+    parts = list((tmp_path / "o" / "store" / "parts").glob("*"))
+    assert all(p.suffix == ".npz" for p in parts)  # no temporaries left as parts
+    monkeypatch.setattr(parallel, "run_cpu", real)
+    assert main(argv) == 0  # the re-run resumes and completes
