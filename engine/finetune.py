@@ -24,6 +24,12 @@ Optimiser: AdamW (``--lr``, weight decay 1e-4) with a cosine learning-rate
 decay over ``--epochs`` (``--schedule constant`` turns it off).
 
 Deterministic for a seed on the same machine, torch version and thread count.
+
+Without labels: ``python -m engine.finetune --self-supervised (--archive PATH |
+--events PATH | --images DIR) --out W.safetensors [--from FILE] [--epochs N]
+[--budget-seconds S]`` adapts the network (by default the engine's own
+weights) to the target events with a VICReg objective on augmented scalogram
+views; see :mod:`engine.features.adapt`.
 """
 from __future__ import annotations
 
@@ -426,27 +432,112 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m engine.finetune",
         description="Train or fine-tune the SqueezeNet feature network on a labelled "
-                    "image folder (DIR/<class>/*.png) and write engine weights.")
-    p.add_argument("--images", required=True, metavar="DIR", help="labelled image folder")
+                    "image folder (DIR/<class>/*.png) and write engine weights; with "
+                    "--self-supervised, adapt it to unlabelled events (--archive, --events "
+                    "or --images) with a VICReg objective.")
+    p.add_argument("--self-supervised", action="store_true",
+                   help="adapt without labels (VICReg on augmented scalogram views), starting "
+                        "from --from or the engine's default weights")
+    src = p.add_argument_group("input (exactly one; --archive and --events need "
+                               "--self-supervised)")
+    src.add_argument("--images", default=None, metavar="DIR",
+                     help="image folder (DIR/<class>/*.png; unlabelled DIR/*.png also with "
+                          "--self-supervised)")
+    src.add_argument("--archive", default=None, metavar="PATH",
+                     help="continuous data (SDS tree or waveform folder): events are detected")
+    src.add_argument("--events", default=None, metavar="PATH",
+                     help="event files (HDF5, .npy/.npz, or a folder of waveform files)")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="weights to write (.safetensors or .pt; a .json goes beside)")
     p.add_argument("--from", dest="init", default=None, metavar="FILE",
-                   help="start from a MATLAB .mat network or engine weights "
-                        "(default: from scratch)")
-    p.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
-    p.add_argument("--batch", type=int, default=32, help="mini-batch size (default 32)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                   help="start from a MATLAB .mat network or engine weights (default: from "
+                        "scratch; with --self-supervised: the engine's default weights)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="maximum epochs (default 10; with --self-supervised: enough epochs for "
+                        "256 gradient steps)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="mini-batch size (default 32; 64 with --self-supervised)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="AdamW learning rate (default 1e-3; 3e-4 with --self-supervised)")
+    p.add_argument("--schedule", default=None, choices=["cosine", "constant"],
                    help="learning-rate schedule over --epochs (default cosine)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="share of each class for validation (default 0.2)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="share of each class for validation (default 0.2; supervised only)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--image-size", type=int, default=227,
-                   help="side of the training images (default 227; smaller is faster)")
-    p.add_argument("--patience", type=int, default=3,
-                   help="early-stopping patience in epochs (default 3)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="side of the training images (default 227; with --self-supervised "
+                        "the side of the augmented views, default 113; smaller is faster)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience in epochs (default 3; supervised only)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    ss = p.add_argument_group("self-supervised only")
+    ss.add_argument("--budget-seconds", type=float, default=None, metavar="S",
+                    help="stop training after S seconds (default: run every epoch)")
+    ss.add_argument("--trainable", default=None,
+                    help="first trained layer: fire6 (default), fire7, fire8, fire9 or conv10; "
+                         "the layers below stay frozen")
+    ss.add_argument("--fs", type=float, default=100.0,
+                    help="sampling rate of event arrays that do not state it (default 100 Hz)")
     return p
+
+
+_SUPERVISED_ONLY = ("schedule", "val_fraction", "patience")
+_SELF_SUPERVISED_ONLY = ("budget_seconds", "trainable", "archive", "events")
+
+
+def _or(value: Any, default: Any) -> Any:
+    """``value`` unless the flag was not given (None): 0 stays 0 and fails validation."""
+    return default if value is None else value
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flag combinations argparse cannot express; ValueError naming the flag."""
+    given = [n for n in ("images", "archive", "events") if getattr(args, n) is not None]
+    if not args.self_supervised:
+        bad = [n for n in _SELF_SUPERVISED_ONLY if getattr(args, n) is not None]
+        if bad:
+            raise ValueError(f"{', '.join(map(_flag, bad))} only apply with --self-supervised")
+        if args.images is None:
+            raise ValueError("--images DIR is required (a labelled image folder)")
+        return
+    if len(given) != 1:
+        raise ValueError("--self-supervised needs exactly one of --archive, --events, "
+                         f"--images (got {', '.join(map(_flag, given)) or 'none'})")
+    bad = [n for n in _SUPERVISED_ONLY if getattr(args, n) is not None]
+    if bad:
+        raise ValueError(f"{', '.join(map(_flag, bad))} do not apply with --self-supervised")
+
+
+def _self_supervised(args: argparse.Namespace, command: str) -> None:
+    import logging
+
+    from engine.features.adapt import DEFAULT_SIDE, adapt, images_of_data
+
+    path = Path(args.images or args.archive or args.events)
+    if not path.exists():
+        flag = "--images" if args.images else "--archive" if args.archive else "--events"
+        raise FileNotFoundError(f"{flag}: {path} does not exist")
+    if args.images is not None:
+        data, desc = images_of_data(path)
+    else:
+        from engine.sources import open_source
+
+        kind = "archive" if args.archive is not None else "events"
+        source = open_source(**{kind: str(path)}, fs=args.fs)
+        events, _ = source.read_all()
+        if not events:
+            raise ValueError(f"--{kind} {path}: no events found")
+        data, desc = images_of_data(events, args.fs)
+        desc = f"{desc} from {kind} {path}"
+    adapt(data, args.out, init=args.init, epochs=args.epochs, budget_s=args.budget_seconds,
+          batch=_or(args.batch, 64), lr=_or(args.lr, 3e-4),
+          side=_or(args.image_size, DEFAULT_SIDE), trainable=_or(args.trainable, "fire6"),
+          seed=args.seed, device=args.device, data_description=desc, command=command,
+          log=logging.getLogger("engine.finetune").info)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -455,10 +546,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = "python -m engine.finetune " + shlex.join(argv_list)
     try:
-        finetune(args.images, args.out, init=args.init, epochs=args.epochs, batch=args.batch,
-                 lr=args.lr, schedule=args.schedule, val_fraction=args.val_fraction,
-                 seed=args.seed, image_size=args.image_size, patience=args.patience, device=args.device,
-                 command=command)
+        _check_flags(args)
+        if args.self_supervised:
+            from engine._util import configure_logging
+
+            configure_logging()
+            _self_supervised(args, command)
+            return 0
+        finetune(args.images, args.out, init=args.init,
+                 epochs=10 if args.epochs is None else args.epochs,
+                 batch=_or(args.batch, 32), lr=_or(args.lr, 1e-3),
+                 schedule=args.schedule or "cosine",
+                 val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
+                 seed=args.seed, image_size=_or(args.image_size, 227),
+                 patience=3 if args.patience is None else args.patience,
+                 device=args.device, command=command)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -262,7 +262,7 @@ def test_conditioning_is_stored_and_k_choice_explained(synthetic_run):
     from engine.cluster import ClusterModel
 
     model = ClusterModel.load(synthetic_run / "model.npz")
-    assert model.conditioner is not None and model.conditioner.spec == "standardize+pca50"
+    assert model.conditioner is not None and model.conditioner.spec == "standardize+pca50+l2"
     metrics = json.loads((synthetic_run / "metrics.json").read_text())
     scan = metrics["k_scan"]
     assert scan["criterion"] == "auto" and scan["reason"].startswith(f"k={scan['chosen_k']}")
@@ -286,3 +286,26 @@ def test_k_larger_than_a_known_input_is_refused_before_features(tmp_path, capsys
                  "--out", str(tmp_path / "o")]) == 1
     assert "--k 6 needs more events than the 5" in capsys.readouterr().err
     assert called == []
+
+
+@pytest.mark.slow
+def test_adapt_trains_once_then_reuses_the_adapted_weights(tmp_path, caplog):
+    import logging
+
+    out = tmp_path / "adapt"
+    argv = ["--out", str(out), "--synthetic-days", "0.03", "--synthetic-rate", "30",
+            "--adapt", "--adapt-budget", "5", "--adapt-events", "40", "--k", "2",
+            "--no-report"]
+    assert main(argv) == 0
+    weights = out / "adapted_squeezenet.safetensors"
+    assert weights.is_file() and (out / "adapted_squeezenet.json").is_file()
+    fp = json.loads((out / "featurizer.json").read_text())
+    from engine.features.base import file_digest
+
+    assert fp["fingerprint"]["weights"] == file_digest(weights)  # features from them
+    assert fp["params"]["weights"] == str(weights.resolve())
+    stamp = weights.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="engine"):
+        assert main(argv) == 0
+    assert weights.stat().st_mtime_ns == stamp and "reusing" in caplog.text
+    assert main(argv + ["--features", "pixels"]) == 2  # nothing to adapt: refused
