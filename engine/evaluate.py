@@ -44,7 +44,7 @@ from engine.events import Event
 __all__ = ["EvalResult", "evaluate", "parse_featurizer_spec", "split_halves", "featurize_cached",
            "build_parser", "main", "DEFAULT_CONDITIONINGS", "DEFAULT_METHODS", "COLUMNS"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("engine.evaluate")  # also when run as __main__
 
 #: default conditioning specs compared by the harness
 DEFAULT_CONDITIONINGS = ("standardize", "standardize+pca50+l2")
