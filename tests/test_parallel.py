@@ -123,3 +123,39 @@ def test_a_failing_worker_stops_the_run_and_leaves_whole_parts(tmp_path, monkeyp
     assert all(p.suffix == ".npz" for p in parts)  # no temporaries left as parts
     monkeypatch.setattr(parallel, "run_cpu", real)
     assert main(argv) == 0  # the re-run resumes and completes
+
+
+@pytest.mark.slow
+def test_reader_processes_feed_cross_chunk_batches(tmp_path):
+    """The GPU plan's plumbing (readers -> batches -> one part per chunk), on the CPU."""
+    from engine import parallel, pipeline
+    from engine.features import make_featurizer
+    from engine.sources import open_source
+    from engine.store import FeatureStore
+    from engine.synth import write_archive
+
+    archive = write_archive(tmp_path / "a", days=0.05, stations=2, seed=2, rate=30)
+    source = open_source(archive=str(archive), chunk_length=600)
+    keys = source.chunks()
+    plan = parallel.Plan(workers=2, threads=1, chunks_per_task=1, batch_target=12,
+                         device="cuda")
+    featurizer = make_featurizer("pixels").fit()
+    store = FeatureStore(tmp_path / "out", {"test": 1})
+    sizes, done = [], []
+    real = pipeline.compute_chunks
+
+    def spy(results, *a, **k):
+        sizes.append(sum(len(r.events) for r in results))
+        return real(results, *a, **k)
+
+    pipeline.compute_chunks = spy
+    try:
+        parallel.run_gpu(plan, source, keys, featurizer, str(store.parts_dir), None,
+                         done.append)
+    finally:
+        pipeline.compute_chunks = real
+    assert sum(done) == len(keys) and len(store.todo(keys)) == 0
+    X, meta, _ = store.gather(keys)
+    assert X.shape[0] == sum(sizes) > 12
+    assert all(s >= 12 for s in sizes[:-1])  # every batch but the last is full
+    assert len(sizes) < len(keys)  # events of several chunks per batch
