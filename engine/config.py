@@ -143,7 +143,8 @@ class RunConfig:
                      "with them; the adapted weights are kept in OUT/adapted_squeezenet.*",
                      "features")
     adapt_events: int = _f(3600, "events sampled for --adapt (from chunks taken "
-                           "in a seeded random order, so the sample spans the input)", "features", "N")
+                           "in a seeded random order, so the sample spans the input)",
+                           "features", "N")
     adapt_budget: float = _f(600.0, "time budget (s) of the --adapt training loop",
                              "features", "S")
     save_images: bool = _f(False, "also write every event image as OUT/images/<label or "
@@ -224,7 +225,8 @@ class RunConfig:
         if self.adapt and self.features != "superlet-cnn":
             raise ValueError(f"--adapt adapts the superlet-cnn network; --features "
                              f"{self.features} has none to adapt")
-        positive = ("adapt_events", "adapt_budget", "fs", "events_fs", "chunk_length", "sta", "lta", "trigger_on", "trigger_off",
+        positive = ("adapt_events", "adapt_budget", "fs", "events_fs", "chunk_length", "sta",
+                    "lta", "trigger_on", "trigger_off",
                     "max_duration", "batch", "synthetic_days", "synthetic_stations",
                     "synthetic_rate", "min_stations", "max_window", "coincidence_window")
         for name in positive:

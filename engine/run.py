@@ -260,7 +260,8 @@ def extract_dask(source, todo: list[str], featurizer: Featurizer, store: Feature
         from sklearn.base import clone
 
         unfitted = clone(featurizer)  # workers fit their own copy once per process
-        futures = [client.submit(process_chunks, src, keys, unfitted, str(store.parts_dir),
+        parts = str(store.parts_dir.resolve())  # workers may run elsewhere
+        futures = [client.submit(process_chunks, src, keys, unfitted, parts,
                                  label_catalog, pure=False) for keys in groups]
         for fut in progress(distributed.as_completed(futures), desc="chunk groups (dask)",
                             total=len(futures), unit="group"):
@@ -302,7 +303,7 @@ def adapt_featurizer(cfg: RunConfig, featurizer: Featurizer, source, keys: list[
         if done.get("request") == json.loads(json.dumps(request)) and \
                 done.get("weights") == file_digest(weights):
             log.info("--adapt: reusing %s (adapted to this input before)", weights)
-            return featurizer.set_params(weights=str(weights))
+            return featurizer.set_params(weights=str(weights.resolve()))
     events: list = []
     # chunks in a seeded random order: the sample spreads over the whole input
     for i in np.random.default_rng(cfg.seed).permutation(len(keys)):
@@ -319,7 +320,7 @@ def adapt_featurizer(cfg: RunConfig, featurizer: Featurizer, source, keys: list[
                          device=device)
     atomic_write(note, json.dumps({"request": request, "weights": file_digest(path)},
                                   indent=1))
-    return featurizer.set_params(weights=str(path))
+    return featurizer.set_params(weights=str(Path(path).resolve()))
 
 
 def _check_k_against_size(cfg: RunConfig, source) -> None:
@@ -354,7 +355,8 @@ def run(cfg: RunConfig) -> RunSummary:
         log.info("superlet on the GPU: %s", check_device(device))  # compiles once, here
     cfg.save(out / "config.toml")
 
-    featurizer = cfg.featurizer(device, str(out / "images") if cfg.save_images else None)
+    images_dir = str((out / "images").resolve()) if cfg.save_images else None
+    featurizer = cfg.featurizer(device, images_dir)
     featurizer.check()
     if cfg.assign_to:
         from engine.clustering_stage import check_model_features
