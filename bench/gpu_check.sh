@@ -2,7 +2,7 @@
 # The one prepared device check for a lent GPU (device tool: command
 # "bash bench/gpu_check.sh", carry [".whl"], timeout_s 540; fill .whl first with
 # bench/gpu_wheels.sh). It runs, each step guarded by its own timeout so that one
-# failure does not stop the rest (about 7.5 minutes at most):
+# failure does not stop the rest (7.5 minutes at most):
 #   1. the GPU tests (fused CUDA kernel, superlet/images on CuPy, CNN precisions);
 #   2. superlet kernel rates by batch size (paper parameters, 6000 samples) and
 #      the CPU rate on all cores in the same run;
@@ -145,10 +145,10 @@ step kernels 70 "$PY" "$STEPS" kernels "$JSON"
 step images 40 "$PY" "$STEPS" images "$JSON"
 step cnn 40 "$PY" "$STEPS" cnn "$JSON"
 rm -rf /tmp/mqe-archive
-step archive 45 "$PY" -m engine.synth --out /tmp/mqe-archive --days 10 --stations 3 --seed 1
+step archive 60 "$PY" -m engine.synth --out /tmp/mqe-archive --days 10 --stations 3 --seed 1
 for dev in cuda cpu; do
     rm -rf "/tmp/mqe-$dev"
-    step "run-$dev" $([ "$dev" = cuda ] && echo 90 || echo 130) /usr/bin/time -v "$PY" -m engine.run \
+    step "run-$dev" $([ "$dev" = cuda ] && echo 90 || echo 90) /usr/bin/time -v "$PY" -m engine.run \
         --archive /tmp/mqe-archive --out "/tmp/mqe-$dev" --device "$dev" --k 3 --no-report
 done
 rm -f "$STEPS"
