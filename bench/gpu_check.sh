@@ -148,7 +148,7 @@ rm -rf /tmp/mqe-archive
 step archive 60 "$PY" -m engine.synth --out /tmp/mqe-archive --days 10 --stations 3 --seed 1
 for dev in cuda cpu; do
     rm -rf "/tmp/mqe-$dev"
-    step "run-$dev" $([ "$dev" = cuda ] && echo 90 || echo 90) /usr/bin/time -v "$PY" -m engine.run \
+    step "run-$dev" 90 /usr/bin/time -v "$PY" -m engine.run \
         --archive /tmp/mqe-archive --out "/tmp/mqe-$dev" --device "$dev" --k 3 --no-report
 done
 rm -f "$STEPS"
