@@ -103,7 +103,7 @@ def make_plan(device: str, workers: int, n_chunks: int, batch: int,
                 batch_target=batch, device=device)
 
 
-def _init_worker(cores: list[list[int]], threads: int, counter) -> None:
+def _init_worker(cores: list[list[int]], threads: int, counter, compute: bool) -> None:
     """Pin this worker to its share of the cores and size its thread pools.
 
     Ctrl-C is left to the main process, which stops the workers (parts are
@@ -121,9 +121,10 @@ def _init_worker(cores: list[list[int]], threads: int, counter) -> None:
         except OSError:  # pragma: no cover - restricted containers
             pass
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
+    if compute:  # compute workers run the CNN; readers never import torch
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     from engine._util import configure_logging
 
     configure_logging()
@@ -140,14 +141,18 @@ def _core_sets(n_workers: int) -> list[list[int]]:
 
 
 @contextmanager
-def _pool(plan: Plan, pin: bool) -> Iterator[ProcessPoolExecutor]:
+def _pool(plan: Plan, compute: bool) -> Iterator[ProcessPoolExecutor]:
     """A spawn-context process pool; on any error or Ctrl-C its workers are stopped
-    at once instead of finishing the tasks in flight."""
+    at once instead of finishing the tasks in flight.
+
+    ``compute``: workers run the featurizer (pinned to their cores, torch threads
+    set); otherwise they only read and detect."""
     ctx = get_context("spawn")  # torch and threads do not survive fork
     counter = ctx.Value("i", 0)
-    cores = _core_sets(plan.workers) if pin else []
+    cores = _core_sets(plan.workers) if compute else []
     pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx,
-                               initializer=_init_worker, initargs=(cores, plan.threads, counter))
+                               initializer=_init_worker,
+                               initargs=(cores, plan.threads, counter, compute))
     try:
         yield pool
     except BaseException:
@@ -198,7 +203,7 @@ def run_cpu(plan: Plan, source, todo: Sequence[str], featurizer: Featurizer, par
                label_catalog) for i in range(0, len(todo), plan.chunks_per_task)]
     log.info("feature stage: %d worker process(es) x %d thread(s), %d chunk(s) per task",
              plan.workers, plan.threads, plan.chunks_per_task)
-    with _pool(plan, pin=True) as pool:
+    with _pool(plan, compute=True) as pool:
         for fut in _bounded(pool, process_chunks, groups, 2 * plan.workers):
             on_chunks(len(fut.result()))
 
@@ -220,7 +225,7 @@ def run_gpu(plan: Plan, source, todo: Sequence[str], featurizer: Featurizer, par
             group.clear()
             reads.clear()
 
-    with _pool(plan, pin=False) as pool:
+    with _pool(plan, compute=False) as pool:
         for fut in _bounded(pool, _read, [(source, k) for k in todo], 4 * plan.workers):
             res, t_read = fut.result()
             group.append(res)
