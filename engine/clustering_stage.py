@@ -142,6 +142,30 @@ def _remove_stale_model(out: Path, keep: str) -> None:
             p.unlink()
 
 
+def _cluster(cfg: RunConfig, Xc: np.ndarray, device: str):
+    """Cluster conditioned features as the flags say: ``(estimator, labels, scan or None)``.
+
+    Methods that need no k are fitted once; with a range of k the scan picks k
+    by ``--k-criterion``; a single k is fitted directly.
+    """
+    from engine.cluster import make_clusterer, scan_k
+    from engine.cluster.factory import needs_k
+
+    n, seed = Xc.shape[0], cfg.seed
+    if not needs_k(cfg.method):
+        est = make_clusterer(cfg.method, None, random_state=seed, device=device).fit(Xc)
+        return est, np.asarray(est.labels_), None
+    ks = [k for k in cfg.k_values() if k < n]
+    if not ks:
+        raise ValueError(f"only {n} event(s) were found: too few for --k {cfg.k}")
+    if len(ks) > 1:
+        scan = scan_k(Xc, cfg.method, ks, random_state=seed, device=device,
+                      criterion=cfg.k_criterion)
+        return scan.estimators[scan.chosen_k], np.asarray(scan.labels[scan.chosen_k]), scan
+    est = make_clusterer(cfg.method, ks[0], random_state=seed, device=device).fit(Xc)
+    return est, np.asarray(est.labels_), None
+
+
 def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]], source,
                        featurizer: Featurizer, out: Path, device: str
                        ) -> tuple[Optional[int], int, int]:
@@ -150,19 +174,16 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
     Returns
     -------
     k_chosen : int or None
-        k picked by silhouette (None when k was fixed or the method needs none).
+        k picked by ``--k-criterion`` (None when k was fixed or the method needs none).
     n_clusters : int
         Number of clusters found (noise label -1 excluded).
     n_novel : int
         Events in none of the clusters (-1: novel under ``--assign-to``, noise
         for HDBSCAN and graph families).
     """
-    from engine.cluster import (ClusterModel, cluster_indices, label_scores, make_clusterer,
-                                scan_k)
-    from engine.report import write_outputs
-
+    from engine.cluster import ClusterModel, cluster_indices, label_scores
     from engine.cluster.conditioning import FeatureConditioner
-    from engine.cluster.factory import needs_k
+    from engine.report import write_outputs
 
     n = X.shape[0]
     seed = cfg.seed
@@ -173,6 +194,7 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
     model = None
     distances = None
     cond = None
+    est = None
     if cfg.assign_to:
         model = check_model_features(cfg.assign_to, featurizer)
         if model.n_features_in != X.shape[1]:
@@ -181,31 +203,16 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
                              f"{X.shape[1]}")
         labels, distances, _ = model.assign(X, groups=stations)
         cond = model.conditioner
-        est = None
         _remove_stale_model(out, cfg.assign_to)
+        Xc = cond.transform(X, groups=stations) if cond is not None else X
     else:
         if cfg.condition not in ("", "none"):
-            cond = FeatureConditioner.from_spec(cfg.condition).fit(X, groups=stations)
-    Xc = cond.transform(X, groups=stations) if cond is not None else X
-    if cfg.assign_to:
-        pass
-    elif not needs_k(cfg.method):
-        est = make_clusterer(cfg.method, None, random_state=seed, device=device).fit(Xc)
-        labels = np.asarray(est.labels_)
-    else:
-        ks = [k for k in cfg.k_values() if k < n]
-        if not ks:
-            raise ValueError(f"only {n} event(s) were found: too few for --k {cfg.k}")
-        if len(ks) > 1:
-            scan = scan_k(Xc, cfg.method, ks, random_state=seed, device=device,
-                          criterion=cfg.k_criterion)
-            k = scan.chosen_k
-            k_chosen = k
-            est = scan.estimators[k]
-            labels = np.asarray(scan.labels[k])
+            cond = FeatureConditioner.from_spec(cfg.condition)
+            Xc = cond.fit_transform(X, groups=stations)
         else:
-            est = make_clusterer(cfg.method, ks[0], random_state=seed, device=device).fit(Xc)
-            labels = np.asarray(est.labels_)
+            Xc = X
+        est, labels, scan = _cluster(cfg, Xc, device)
+        k_chosen = scan.chosen_k if scan is not None else None
     labels = labels.astype(np.int64)
     found = sorted(set(labels.tolist()) - {-1})
 
