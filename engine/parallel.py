@@ -211,25 +211,12 @@ def run_cpu(plan: Plan, source, todo: Sequence[str], featurizer: Featurizer, par
 def run_gpu(plan: Plan, source, todo: Sequence[str], featurizer: Featurizer, parts_dir: str,
             label_catalog: Optional[str], on_chunks: Callable[[int], None]) -> None:
     """GPU plan: reader processes feed cross-chunk batches to the featurizer here."""
-    from engine.pipeline import compute_chunks
+    from engine.pipeline import compute_in_batches
 
     log.info("feature stage: %d reader process(es) -> GPU batches of >= %d events",
              plan.workers, plan.batch_target)
-    group: list = []
-    reads: list[float] = []
-
-    def flush() -> None:
-        if group:
-            compute_chunks(group, featurizer, parts_dir, reads, label_catalog)
-            on_chunks(len(group))
-            group.clear()
-            reads.clear()
-
     with _pool(plan, compute=False) as pool:
-        for fut in _bounded(pool, _read, [(source, k) for k in todo], 4 * plan.workers):
-            res, t_read = fut.result()
-            group.append(res)
-            reads.append(t_read)
-            if sum(len(r.events) for r in group) >= plan.batch_target or len(group) >= 256:
-                flush()
-        flush()
+        reads = (fut.result() for fut in _bounded(pool, _read, [(source, k) for k in todo],
+                                                  4 * plan.workers))
+        compute_in_batches(reads, featurizer, parts_dir, plan.batch_target, label_catalog,
+                           max_chunks=256, on_chunks=on_chunks)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -135,6 +135,36 @@ def compute_chunks(results: Sequence[ChunkResult], featurizer: Featurizer,
         start += n
         out.append(stats)
     return out
+
+
+def compute_in_batches(results: Iterable[tuple[ChunkResult, float]], featurizer: Featurizer,
+                       parts_dir: str | Path, batch_target: int,
+                       label_catalog: Optional[str] = None, max_chunks: int = 64,
+                       on_chunks: Optional[Callable[[int], None]] = None) -> None:
+    """Gather read chunks until they hold ``batch_target`` events, then compute them.
+
+    The cross-chunk batching of the main job (in this process, or as the GPU
+    consumer of reader processes): ``(chunk, seconds to read it)`` pairs are
+    grouped until the group holds ``batch_target`` events or ``max_chunks``
+    chunks, then :func:`compute_chunks` writes one part per chunk.
+    ``on_chunks(n)`` is called after each group with its number of chunks.
+    """
+    group: list[ChunkResult] = []
+    reads: list[float] = []
+    n_events = 0
+    for res, t_read in results:
+        group.append(res)
+        reads.append(t_read)
+        n_events += len(res.events)
+        if n_events >= batch_target or len(group) >= max_chunks:
+            compute_chunks(group, featurizer, parts_dir, reads, label_catalog)
+            if on_chunks is not None:
+                on_chunks(len(group))
+            group, reads, n_events = [], [], 0
+    if group:
+        compute_chunks(group, featurizer, parts_dir, reads, label_catalog)
+        if on_chunks is not None:
+            on_chunks(len(group))
 
 
 def process_chunks(source: EventSource, keys: Sequence[str], featurizer: Featurizer,

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from engine._util import atomic_write, configure_logging, progress
 from engine.config import RunConfig, parse_args
 from engine.features.base import Featurizer
-from engine.pipeline import compute_chunks, fitted, process_chunks
+from engine.pipeline import compute_in_batches, fitted, process_chunks
 from engine.store import FeatureStore
 
 
@@ -158,8 +158,8 @@ def ensure_synthetic_archive(cfg: RunConfig, out: Path) -> Path:
         import shutil
 
         shutil.rmtree(tmp)
-    log.info(f"generating the embedded synthetic archive ({cfg.synthetic_days} day(s), "
-          f"{cfg.synthetic_stations} station(s)) in {target}")
+    log.info("generating the embedded synthetic archive (%s day(s), %s station(s)) in %s",
+             cfg.synthetic_days, cfg.synthetic_stations, target)
     write_archive(tmp, days=cfg.synthetic_days, stations=cfg.synthetic_stations,
                   seed=cfg.seed, rate=cfg.synthetic_rate)
     (tmp / ".complete").write_text(json.dumps(wanted))
@@ -190,7 +190,8 @@ def extract_local(source, todo: list[str], featurizer: Featurizer, store: Featur
     """Process chunks in this process; a reader thread prefetches the next chunk.
 
     Chunks are gathered until they hold ``batch_target`` events (or 64 chunks),
-    computed together, and written as one part per chunk.
+    computed together, and written as one part per chunk
+    (:func:`engine.pipeline.compute_in_batches`).
     """
     if not todo:
         return
@@ -199,20 +200,16 @@ def extract_local(source, todo: list[str], featurizer: Featurizer, store: Featur
             t0 = time.perf_counter()
             return source.read_chunk(key), time.perf_counter() - t0
 
-        nxt = pool.submit(read, todo[0])
-        group: list = []
-        reads: list[float] = []
-        bar = progress(range(len(todo)), desc="chunks", unit="chunk")
-        for i in bar:
-            res, t_read = nxt.result()
-            if i + 1 < len(todo):
-                nxt = pool.submit(read, todo[i + 1])
-            group.append(res)
-            reads.append(t_read)
-            n_events = sum(len(r.events) for r in group)
-            if n_events >= batch_target or len(group) >= 64 or i + 1 == len(todo):
-                compute_chunks(group, featurizer, store.parts_dir, reads, label_catalog)
-                group, reads = [], []
+        def prefetched():
+            nxt = pool.submit(read, todo[0])
+            for i in progress(range(len(todo)), desc="chunks", unit="chunk"):
+                res = nxt.result()
+                if i + 1 < len(todo):
+                    nxt = pool.submit(read, todo[i + 1])
+                yield res
+
+        compute_in_batches(prefetched(), featurizer, store.parts_dir, batch_target,
+                           label_catalog)
 
 
 def extract_parallel(plan, source, todo: list[str], featurizer: Featurizer,
@@ -276,12 +273,11 @@ ADAPTED = "adapted_squeezenet.safetensors"
 
 
 def adapt_featurizer(cfg: RunConfig, featurizer: Featurizer, source, keys: list[str],
-                     out: Path, device: str, label_catalog: Optional[str] = None
-                     ) -> Featurizer:
+                     out: Path, device: str) -> Featurizer:
     """The run's featurizer with weights adapted to this input (``--adapt``).
 
-    Events of chunks taken in a seeded random order (at most ``--adapt-events``) train the
-    network without labels (:func:`engine.features.adapt.adapt_weights`); the
+    Events of chunks taken in a seeded random order (at most ``--adapt-events``)
+    train the network without labels (:func:`engine.features.adapt.adapt_weights`); the
     weights go to ``OUT/adapted_squeezenet.*`` with a note of what they were
     adapted to, and a re-run with the same input, starting weights and
     settings reuses them (resuming a killed run does not train again).
@@ -371,8 +367,7 @@ def run(cfg: RunConfig) -> RunSummary:
     _check_k_against_size(cfg, source)
     if cfg.adapt:
         t1 = time.perf_counter()
-        featurizer = adapt_featurizer(cfg, featurizer, source, keys, out, device,
-                                      label_catalog)
+        featurizer = adapt_featurizer(cfg, featurizer, source, keys, out, device)
         times["adapt"] = time.perf_counter() - t1
     store = FeatureStore(out, fingerprint(cfg, featurizer), fresh=cfg.fresh)
     todo = store.todo(keys)

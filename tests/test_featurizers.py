@@ -200,10 +200,10 @@ def test_main_job_runs_end_to_end_with_each_featurizer(name, tmp_path):
     # the saved clustering refuses features of another featurizer before computing any
     other = "pixels" if name != "pixels" else "scalogram-stats"
     calls = []
-    import engine.run as run_mod
+    import engine.pipeline as pipeline_mod
 
     monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(run_mod, "compute_chunks", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(pipeline_mod, "compute_chunks", lambda *a, **k: calls.append(1))
     try:
         code = main(["--features", other, "--out", str(tmp_path / "x"), "--synthetic-days",
                      "0.04", "--synthetic-rate", "30", "--chunk-length", "900",

@@ -94,11 +94,11 @@ def test_interrupted_run_loses_only_the_chunk_in_flight(tmp_path, monkeypatch,
         calls["done"] += len(results)
         return real(results, *args, **kwargs)
 
-    monkeypatch.setattr("engine.run.compute_chunks", dying)
+    monkeypatch.setattr("engine.pipeline.compute_chunks", dying)
     assert main(argv + ["--batch", "4"]) == 130
     parts = list((out / "store" / "parts").glob("*"))
     assert len(parts) == calls["done"] >= 2 and all(p.suffix == ".npz" for p in parts)
-    monkeypatch.setattr("engine.run.compute_chunks", real)
+    monkeypatch.setattr("engine.pipeline.compute_chunks", real)
     assert main(argv) == 0
     _same_assignments(_assignments(out), _assignments(synthetic_run))
 
@@ -281,7 +281,7 @@ def test_k_larger_than_a_known_input_is_refused_before_features(tmp_path, capsys
     arr = np.random.default_rng(0).normal(size=(5, 3000)).astype(np.float32)
     np.save(tmp_path / "ev.npy", arr)
     called = []
-    monkeypatch.setattr("engine.run.compute_chunks", lambda *a, **k: called.append(1))
+    monkeypatch.setattr("engine.pipeline.compute_chunks", lambda *a, **k: called.append(1))
     assert main(["--events", str(tmp_path / "ev.npy"), "--k", "6",
                  "--out", str(tmp_path / "o")]) == 1
     assert "--k 6 needs more events than the 5" in capsys.readouterr().err
