@@ -1,7 +1,7 @@
 """Benchmark: family quality of the engine (issue 11) with the evaluation harness.
 
 Three labelled inputs, each scored on two disjoint, seeded, class-stratified
-halves (``split="halves"``) so nobody tunes to one set:
+halves (``split="halves"``, ``REPEATS`` seeded splits) so nobody tunes to one set:
 
 - ``llaima``: ``../shared/data/llaima_sample`` (400 published images, 4 classes);
 - ``ovdas``: ``../shared/data/ovdas_windows`` (real windows, masks -> 5 classes);
@@ -37,7 +37,11 @@ else:
     CONDITIONINGS = ["standardize", "standardize+pca50", "standardize+pca50+l2"]
     METHODS = ["kmeans", "ward"]
     KS = range(2, 9)
-CNN = ["superlet-cnn:feature_layer=conv10", "superlet-cnn:feature_layer=fire9_gap"]
+# the engine's default layout (fire7_time7+fire9_grid2), the paper's conv10, fire9 pooled
+CNN = ["superlet-cnn", "superlet-cnn:feature_layer=conv10",
+       "superlet-cnn:feature_layer=fire9_gap"]
+#: seeded splits into halves (2 x REPEATS sets): one split moves ARI by ~0.05
+REPEATS = 1 if SMOKE else 5
 
 
 def _shared(name: str) -> Path:
@@ -61,7 +65,8 @@ def _summary(res, benchmark, target: float | None = None, lp_target: bool = Fals
     pixels = [float(np.mean([v["ari"] for v in sets.values()]))
               for key, sets in table.items() if key.startswith("pixels")]
     out = {"n_events": res.settings["n_events"], "classes": res.settings["classes"],
-           "own_k": table, "best": best, "skipped": res.skipped}
+           "own_k": table, "summary": res.summary("auto"), "best": best,
+           "skipped": res.skipped}
     if best is not None:
         checks = {"not_below_pixels": not pixels or best["mean"] >= max(pixels) - 1e-9}
         if target is not None:
@@ -89,10 +94,11 @@ def test_science_llaima(benchmark, tmp_path):
     feats = ["pixels"] + ([] if SMOKE else CNN)
     res = benchmark.pedantic(
         lambda: evaluate(events, feats, CONDITIONINGS, METHODS, KS, split="halves",
-                         cache_dir=tmp_path), rounds=1, iterations=1)
+                         repeats=REPEATS, cache_dir=tmp_path), rounds=1, iterations=1)
     out = _summary(res, benchmark, target=0.6, lp_target=True)
-    assert out["best"] is not None and {"A", "B"} == set(out["best"]["per_set"])
-    assert len(res.own_k_rows("auto")) == 2 * len(feats) * len(CONDITIONINGS) * len(METHODS)
+    assert out["best"] is not None and len(out["best"]["per_set"]) == 2 * REPEATS
+    assert len(res.own_k_rows("auto")) == (2 * REPEATS * len(feats) * len(CONDITIONINGS)
+                                           * len(METHODS))
 
 
 def test_science_ovdas(benchmark, tmp_path):
@@ -103,7 +109,8 @@ def test_science_ovdas(benchmark, tmp_path):
     feats = ["scalogram-stats"] + ([] if SMOKE else ["pixels"] + CNN)
     res = benchmark.pedantic(
         lambda: evaluate(events, feats, CONDITIONINGS, METHODS, range(2, 6 if SMOKE else 8),
-                         split="halves", cache_dir=tmp_path), rounds=1, iterations=1)
+                         split="halves", repeats=REPEATS, cache_dir=tmp_path),
+        rounds=1, iterations=1)
     out = _summary(res, benchmark, target=0.35)
     assert out["best"] is not None and len(out["classes"]) >= 4
 
@@ -119,6 +126,7 @@ def test_science_synthetic_archive(benchmark, tmp_path):
     feats = ["scalogram-stats"] + ([] if SMOKE else ["pixels"] + CNN)
     res = benchmark.pedantic(
         lambda: evaluate(events, feats, CONDITIONINGS, METHODS, KS, split="halves",
-                         cache_dir=tmp_path / "features"), rounds=1, iterations=1)
+                         repeats=REPEATS, cache_dir=tmp_path / "features"),
+        rounds=1, iterations=1)
     out = _summary(res, benchmark, target=0.6)
     assert out["best"] is not None and out["n_events"] == len(events)

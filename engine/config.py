@@ -19,7 +19,7 @@ from typing import Any, Optional
 from engine.cluster.factory import METHODS as _METHOD_TABLE
 from engine.detect import DetectorConfig
 from engine.features import FEATURIZERS, make_featurizer
-from engine.features.superlet_cnn import PRECISIONS
+from engine.features.superlet_cnn import DEFAULT_LAYOUT, PRECISIONS
 
 _DET = DetectorConfig()
 
@@ -129,9 +129,12 @@ class RunConfig:
         None, "network weights of the superlet-cnn featurizer: a MATLAB DAGNetwork "
         "MAT-file (.mat) or engine weights (.safetensors or .pt, with their .json); "
         "default: the engine's own weights", "features", "FILE")
-    feature_layer: str = _f("conv10", "layer whose activations are the features "
-                            "('conv10': final conv before its ReLU, as the paper; "
-                            "'fire9_gap'; or any named layer)", "features", "NAME")
+    feature_layer: str = _f(DEFAULT_LAYOUT, "activations that are the features: parts "
+                            "joined by '+', each a layer or a pooled layer LAYER_gap, "
+                            "LAYER_gridK, LAYER_time[K], LAYER_freq[K]; the default is fire7's time "
+                            "profile in 7 bins plus fire9 on a 2x2 time-frequency grid (4,736 "
+                            "numbers); 'conv10' is the paper's final conv before its ReLU",
+                            "features", "NAME")
     batch: int = _f(32, "events per batch through images and the CNN", "features", "N")
     precision: str = _f("fp32", "CNN precision on CUDA ('fp32' is strict fp32: TF32 off; "
                         "'tf32' allows TF32 tensor cores)", "features", None, PRECISIONS)

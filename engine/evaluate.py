@@ -13,12 +13,15 @@ Each combination is scored at every k of the scan and at the k the engine
 chooses itself (one row per k criterion: ``auto``, ``silhouette``,
 ``stability``, ``gap``, ``bic``; see :mod:`engine.cluster.kchoice`).
 ``--split halves`` scores two disjoint, seeded, class-stratified halves
-separately, so that nobody tunes to one set.
+separately, so that nobody tunes to one set; ``--repeats N`` draws N such splits
+(seeds ``seed .. seed + N - 1``, sets ``A0, B0, A1, ...``) and the summary gives
+the mean, spread and worst ARI over all 2N halves, since one split of a few
+hundred events moves ARI by about 0.05.
 
 Outputs (written atomically into ``--out``): ``results.csv`` (every row),
 ``results.json`` (rows, k-scan curves and reasons, settings) and
-``results.md`` (a table at the engine's own k, then every row); the markdown
-table at the engine's own k is also printed.
+``results.md`` (the summary over sets, a table at the engine's own k, then
+every row); the markdown tables at the engine's own k are also printed.
 
 Library: :func:`evaluate` (events in, :class:`EvalResult` out),
 :func:`parse_featurizer_spec`, :func:`split_halves`.
@@ -102,6 +105,33 @@ class EvalResult:
         return {"featurizer": f, "conditioning": c, "method": m,
                 "mean": float(np.mean(list(per.values()))), "per_set": per}
 
+    def summary(self, criterion: str = "auto") -> list[dict]:
+        """Own-k scores of each featurizer x conditioning x method over all sets.
+
+        Returns
+        -------
+        list of dict
+            Keys ``featurizer, conditioning, method, sets`` (how many), ``ari_mean,
+            ari_sd, ari_min, nmi_mean, k_median``, and ``focus_share_mean``,
+            ``focus_cluster_frac_mean`` (NaN without a focus class), in the order
+            the combinations were scored.
+        """
+        groups: dict[tuple, list] = {}
+        for r in self.own_k_rows(criterion):
+            groups.setdefault((r["featurizer"], r["conditioning"], r["method"]), []).append(r)
+        out = []
+        for (f, c, m), rows in groups.items():
+            ari = np.array([r["ari"] for r in rows], float)
+            out.append({"featurizer": f, "conditioning": c, "method": m, "sets": len(rows),
+                        "ari_mean": float(ari.mean()), "ari_sd": float(ari.std()),
+                        "ari_min": float(ari.min()),
+                        "nmi_mean": float(np.mean([r["nmi"] for r in rows])),
+                        "k_median": float(np.median([r["k"] for r in rows])),
+                        "focus_share_mean": float(np.mean([r["focus_share"] for r in rows])),
+                        "focus_cluster_frac_mean": float(np.mean(
+                            [r["focus_cluster_frac"] for r in rows]))})
+        return out
+
     def to_csv(self) -> str:
         """Every row as CSV text (header :data:`COLUMNS`)."""
         buf = io.StringIO()
@@ -113,7 +143,12 @@ class EvalResult:
 
     def to_markdown(self, criterion: str = "auto", all_rows: bool = True) -> str:
         """Markdown: the table at the engine's own k, then (optionally) every row."""
-        out = [f"## At the engine's own k ({criterion})", "", _md_table(self.own_k_rows(criterion))]
+        out = []
+        summary = self.summary(criterion)
+        if summary and max(s["sets"] for s in summary) > 1:
+            out += [f"## Over all sets, at the engine's own k ({criterion})", "",
+                    _md_summary(summary), ""]
+        out += [f"## At the engine's own k ({criterion})", "", _md_table(self.own_k_rows(criterion))]
         reasons = [s for s in self.scans if s.get("reason")]
         if reasons:
             out += ["", "Why k was chosen:", ""]
@@ -127,7 +162,8 @@ class EvalResult:
 
     def to_json(self) -> str:
         """Rows, scans, skipped featurizers and settings as JSON text."""
-        return json.dumps({"settings": self.settings, "rows": self.rows, "scans": self.scans,
+        return json.dumps({"settings": self.settings, "summary": self.summary(),
+                           "rows": self.rows, "scans": self.scans,
                            "skipped": self.skipped}, indent=1, default=_json_default)
 
 
@@ -159,6 +195,21 @@ def _md_table(rows: Sequence[dict]) -> str:
             r["set"], r["featurizer"], r["conditioning"], r["method"], str(r["k"]),
             r["chosen_by"] or "-", f"{r['ari']:.3f}", f"{r['nmi']:.3f}", f"{r['purity']:.3f}",
             share, clus, r["cluster_sizes"]]) + " |")
+    return "\n".join(lines)
+
+
+def _md_summary(summary: Sequence[dict]) -> str:
+    head = ("featurizer", "conditioning", "method", "sets", "ARI mean ± sd", "worst ARI",
+            "median k", "NMI mean", "focus share (mean)", "its cluster (mean % of all)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summary:
+        has_focus = np.isfinite(s["focus_share_mean"])
+        lines.append("| " + " | ".join([
+            s["featurizer"], s["conditioning"], s["method"], str(s["sets"]),
+            f"{s['ari_mean']:.3f} ± {s['ari_sd']:.3f}", f"{s['ari_min']:.3f}",
+            f"{s['k_median']:g}", f"{s['nmi_mean']:.3f}",
+            f"{100 * s['focus_share_mean']:.0f}%" if has_focus else "-",
+            f"{100 * s['focus_cluster_frac_mean']:.0f}%" if has_focus else "-"]) + " |")
     return "\n".join(lines)
 
 
@@ -332,7 +383,8 @@ def _score_row(y: np.ndarray, labels: np.ndarray, focus: str | None) -> dict:
 def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superlet-cnn"),
              conditionings: Sequence[str] = DEFAULT_CONDITIONINGS,
              methods: Sequence[str] = DEFAULT_METHODS, ks: Iterable[int] = range(2, 9), *,
-             split: str = "none", seed: int = 0, cache_dir: str | Path | None = None,
+             split: str = "none", seed: int = 0, repeats: int = 1,
+             cache_dir: str | Path | None = None,
              focus_class: str | None = None, device: str = "cpu",
              scan_options: dict | None = None) -> EvalResult:
     """Score featurizer x conditioning x method x k against the events' known classes.
@@ -360,6 +412,10 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
         on its own (sets ``A`` and ``B``); ``"none"``: one set ``all``.
     seed : int
         Seed of the split, the clusterers and the k criteria.
+    repeats : int
+        With ``split="halves"``: this many splits, seeded ``seed .. seed +
+        repeats - 1`` (each also seeds its clusterers), sets ``A0, B0, A1, B1,
+        ...``; 1 (default) gives sets ``A`` and ``B``.
     cache_dir : path, optional
         Feature cache folder (see :func:`featurize_cached`).
     focus_class : str, optional
@@ -385,6 +441,10 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
 
     if split not in ("none", "halves"):
         raise ValueError(f"split must be 'none' or 'halves', got {split!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if repeats > 1 and split != "halves":
+        raise ValueError(f"repeats={repeats} needs split='halves' (it repeats the split)")
     events = list(events)
     labelled = [e for e in events if e.label not in (None, "")]
     if len(labelled) < len(events):
@@ -417,17 +477,20 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
             name, params = f
             specs.append((name, dict(params), None))
     if split == "halves":
-        a, b = split_halves(y_all, seed)
-        sets = [("A", a), ("B", b)]
+        sets = []
+        for r in range(int(repeats)):
+            a, b = split_halves(y_all, seed + r)
+            tag = "" if repeats == 1 else str(r)
+            sets += [("A" + tag, a, seed + r), ("B" + tag, b, seed + r)]
     else:
-        sets = [("all", np.arange(len(labelled)))]
+        sets = [("all", np.arange(len(labelled)), seed)]
     stations = np.asarray([e.station or "" for e in labelled])
     result = EvalResult(settings={
         "n_events": len(labelled), "classes": {c: int(np.sum(y_all == c)) for c in classes},
         "featurizers": [_label(n, {k: v for k, v in p.items() if k != "device"})
                         for n, p, _ in specs],
         "conditionings": [c.spec for c in conds], "methods": list(methods), "ks": ks,
-        "split": split, "seed": seed, "focus_class": focus})
+        "split": split, "seed": seed, "repeats": int(repeats), "focus_class": focus})
     opts = dict(scan_options or {})
     opts.setdefault("criterion", "auto")
     for name, params, inst in specs:
@@ -447,7 +510,7 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
             continue
         log.info("evaluate: %s features %s in %.1f s%s", label, X_all.shape,
                  time.perf_counter() - t0, " (cache)" if cached else "")
-        for set_name, idx in sets:
+        for set_name, idx, set_seed in sets:
             y = y_all[idx]
             for cond in conds:
                 c = FeatureConditioner.from_spec(cond.spec)
@@ -456,7 +519,7 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
                     base = {"set": set_name, "n": int(idx.size), "featurizer": label,
                             "conditioning": c.spec, "method": m}
                     if not needs_k(m):
-                        lab = np.asarray(make_clusterer(m, random_state=seed, device=device)
+                        lab = np.asarray(make_clusterer(m, random_state=set_seed, device=device)
                                          .fit(Xc).labels_)
                         k_found = int(np.unique(lab[lab >= 0]).size)
                         result.rows.append({**base, "k": k_found, "chosen_by": "own",
@@ -466,7 +529,7 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
                     if not kk:
                         raise ValueError(f"set {set_name} has {idx.size} events: too few for "
                                          f"k in {ks}")
-                    scan = scan_k(Xc, m, kk, random_state=seed, device=device, **opts)
+                    scan = scan_k(Xc, m, kk, random_state=set_seed, device=device, **opts)
                     result.scans.append({**{k: base[k] for k in ("set", "featurizer",
                                                                   "conditioning", "method")},
                                          **scan.to_dict()})
@@ -547,6 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "full table; default auto)")
     p.add_argument("--split", default="none", choices=["none", "halves"],
                    help="halves: score two disjoint seeded class-stratified halves separately")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="with --split halves: N seeded splits (seeds SEED..SEED+N-1), "
+                        "summarised by mean, spread and worst ARI over the 2N halves "
+                        "(default 1)")
     p.add_argument("--focus-class", metavar="CLASS",
                    help="class whose share in one cluster is reported (default LP if present)")
     p.add_argument("--seed", type=int, default=0, help="seed of split, clusterers and criteria")
@@ -598,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         res = evaluate(events, feats, args.conditioning or DEFAULT_CONDITIONINGS,
                        [m.strip() for m in args.methods.split(",") if m.strip()], args.k_range,
-                       split=args.split, seed=args.seed,
+                       split=args.split, seed=args.seed, repeats=args.repeats,
                        cache_dir=None if args.no_cache else out / "features",
                        focus_class=args.focus_class, device=args.device)
         write_outputs(res, out, args.criterion)

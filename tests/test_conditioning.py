@@ -154,3 +154,25 @@ def test_model_assign_on_cuda_path_matches_cpu(monkeypatch, data):
     np.testing.assert_array_equal(a[2], b[2])
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
         model.assign(X, device="gpu")
+
+
+@pytest.mark.parametrize("n", [40, 12_000])
+def test_wide_features_pca_matches_sklearn(monkeypatch, n):
+    """Above _COV_MAX_D features the PCA uses an SVD (thin for n <= 4 d, randomized
+    beyond) instead of the d x d covariance; same components as scikit-learn."""
+    import engine.cluster.conditioning as cond
+
+    monkeypatch.setattr(cond, "_COV_MAX_D", 16)   # make 24 features "wide"
+    rng = np.random.default_rng(3)
+    d = 24
+    # a clear spectrum so the leading components are well separated
+    X = rng.normal(size=(n, d)) * np.linspace(6.0, 0.5, d) @ np.linalg.qr(
+        rng.normal(size=(d, d)))[0]
+    Z = FeatureConditioner(pca=4).fit_transform(X)
+    ref = PCA(4, svd_solver="full").fit_transform(X)
+    signs = np.sign((Z * ref).sum(axis=0))
+    # the randomized SVD (n = 12,000) is exact to about 1e-5 of the largest score
+    np.testing.assert_allclose(Z * signs, ref, rtol=1e-6, atol=1e-5 * np.abs(ref).max())
+    c = FeatureConditioner(pca=4).fit(X)
+    np.testing.assert_allclose(c.explained_variance_,
+                               PCA(4, svd_solver="full").fit(X).explained_variance_, rtol=1e-6)

@@ -106,6 +106,37 @@ def test_evaluate_halves_and_cache(tmp_path, caplog):
     assert len(list(tmp_path.glob("pixels-*.npy"))) == 2
 
 
+def test_evaluate_repeats_splits_and_summarises(tmp_path):
+    from engine.evaluate import split_halves
+
+    events = _events(n_per=16)
+    res = evaluate(events, ["pixels"], ["standardize"], ["kmeans"], [2, 3, 4], split="halves",
+                   seed=5, repeats=3, cache_dir=tmp_path)
+    assert {r["set"] for r in res.rows} == {"A0", "B0", "A1", "B1", "A2", "B2"}
+    assert res.settings["repeats"] == 3
+    # each repeat is the split of its own seed; repeat 0 is the plain split of `seed`
+    y = np.array([e.label for e in events])
+    one = evaluate(events, ["pixels"], ["standardize"], ["kmeans"], [2, 3, 4], split="halves",
+                   seed=6, cache_dir=tmp_path)
+    assert split_halves(y, 6)[0].size == 24
+    assert ([r["ari"] for r in res.rows if r["set"] == "A1"]
+            == [r["ari"] for r in one.rows if r["set"] == "A"])
+    # the summary is the mean / sd / min of the own-k rows over the six halves
+    (s,) = res.summary("auto")
+    own = [r["ari"] for r in res.own_k_rows("auto")]
+    assert s["sets"] == 6 == len(own)
+    assert s["ari_mean"] == pytest.approx(np.mean(own)) and s["ari_min"] == min(own)
+    assert s["ari_sd"] == pytest.approx(np.std(own))
+    assert 0 < s["focus_cluster_frac_mean"] <= 1
+    md = res.to_markdown()
+    assert "## Over all sets" in md and f"{s['ari_mean']:.3f} ± {s['ari_sd']:.3f}" in md
+    with pytest.raises(ValueError, match="needs split='halves'"):
+        evaluate(events, ["pixels"], ["standardize"], ["kmeans"], [2, 3], repeats=2)
+    with pytest.raises(ValueError, match="repeats must be an integer"):
+        evaluate(events, ["pixels"], ["standardize"], ["kmeans"], [2, 3], split="halves",
+                 repeats=0)
+
+
 def test_evaluate_skips_featurizers_that_cannot_run_and_errors():
     events = _events(n_per=8)
     res = evaluate(events, ["pixels", "scalogram-stats"], ["standardize"], ["kmeans"], [2, 3])

@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from engine.features import SqueezeNet, SqueezeNetExtractor
 from engine.features import weights as W
-from engine.features.extractor import _flatten
+from engine.features.layouts import flatten_activation as _flatten
 from engine.features.squeezenet import GAP_NAMES, LAYER_NAMES, PaddedMaxPool2d
 
 
@@ -121,7 +121,7 @@ def test_conv10_feature_equals_network_activation(random_ext):
 
 
 def test_unknown_layer_rejected():
-    with pytest.raises(ValueError, match="unknown feature_layer"):
+    with pytest.raises(ValueError, match="feature_layer 'fire10': an unknown layer"):
         SqueezeNetExtractor(weights="random", feature_layer="fire10").fit()
     assert "fire9_gap" in GAP_NAMES
 

@@ -158,7 +158,7 @@ def test_paper_mode_llaima_images_with_matlab_network(shared_data, tmp_path):
     out = tmp_path / "llaima"
     code = main(["--images", str(shared_data / "llaima_sample"), "--out", str(out),
                  "--weights", str(shared_data / "cotopaxi_squeezenet.mat"),
-                 "--method", "ward", "--k", "3", "--no-report"])
+                 "--feature-layer", "conv10", "--method", "ward", "--k", "3", "--no-report"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     scores = metrics["label_scores"]

@@ -219,16 +219,12 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
                          self.pca, k, n, d)
             self.pca_mean_ = X.mean(axis=0)
             Xc = X - self.pca_mean_
-            # the d x d covariance is small (d ~ 400) whatever the number of events
-            cov = (Xc.T @ Xc) / max(n - 1, 1)
-            vals, vecs = np.linalg.eigh(cov)
-            order = np.argsort(vals)[::-1][:k]
-            comps = vecs[:, order].T
+            comps, vals = _principal_axes(Xc, k)
             # deterministic signs: largest |loading| positive (as scikit-learn's svd_flip)
             flip = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
             comps *= np.where(flip == 0, 1.0, flip)[:, None]
             self.components_ = comps
-            self.explained_variance_ = np.clip(vals[order], 0.0, None)
+            self.explained_variance_ = np.clip(vals, 0.0, None)
             self.n_components_ = k
         self.n_features_out_ = self.n_components_
         return self
@@ -341,3 +337,28 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
             raise ValueError(f"saved conditioner {params['spec']!r}: arrays do not match "
                              f"{d} input features")
         return obj
+
+
+_COV_MAX_D = 2048
+
+
+def _principal_axes(Xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """First ``k`` principal axes ``(k, d)`` and variances ``(k,)`` of centred ``Xc``.
+
+    The ``d x d`` covariance is decomposed when ``d`` is small (cheap for any
+    number of events); for wide features (pooled maps of thousands of numbers)
+    the thin SVD of ``Xc`` when events are fewer than features, else a seeded
+    randomized SVD, so the cost never grows with ``d**3``.
+    """
+    n, d = Xc.shape
+    if d <= _COV_MAX_D:
+        vals, vecs = np.linalg.eigh((Xc.T @ Xc) / max(n - 1, 1))
+        order = np.argsort(vals)[::-1][:k]
+        return vecs[:, order].T, vals[order]
+    if n <= 4 * d:
+        _, s, vt = np.linalg.svd(Xc, full_matrices=False)
+    else:
+        from sklearn.utils.extmath import randomized_svd
+
+        _, s, vt = randomized_svd(Xc, k, n_iter=7, random_state=0)
+    return vt[:k], (s[:k] ** 2) / max(n - 1, 1)

@@ -1,8 +1,8 @@
 """CNN features of scalogram images: a scikit-learn style SqueezeNet transformer.
 
-Feature layouts (``feature_layer``):
+Feature layouts (``feature_layer``, parsed by :mod:`engine.features.layouts`):
 
-- ``"conv10"`` (default): the final 1x1 conv before its ReLU (MATLAB's
+- ``"conv10"``: the final 1x1 conv before its ReLU (MATLAB's
   ``NuevaConv10`` for the paper's network), (n, h * w * n_classes); for
   227 x 227 inputs h = w = 14, so 392 numbers with 2 classes. Flattened in
   MATLAB's column-major order of the H x W x C activation (row index fastest,
@@ -10,6 +10,9 @@ Feature layouts (``feature_layer``):
   order of MATLAB ``activations(..., 'OutputAs', 'rows')``.
 - ``"fireN_gap"`` (N = 2..9): fire module N averaged over space, e.g.
   ``"fire9_gap"`` (n, 512).
+- pooled parts joined by ``+``, e.g. ``"fire7_time7+fire9_grid2"`` (the
+  engine's default, 384 x 7 + 512 x 2 x 2 = 4,736 numbers): see
+  :mod:`engine.features.layouts`.
 - any other name of :data:`engine.features.squeezenet.LAYER_NAMES` (or a MATLAB
   alias stored with the weights, e.g. ``"NuevaConv10"``): 4-D activations are
   flattened as above, 2-D ones (``pool10``, ``prob``) are returned as they are.
@@ -42,7 +45,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from engine._util import available_cores, progress, require
-from engine.features.squeezenet import GAP_NAMES, LAYER_NAMES, SqueezeNet
+from engine.features.layouts import layout_features, parse_layout
+from engine.features.squeezenet import SqueezeNet
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
            "tf32": torch.float32}
@@ -64,7 +68,8 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         Classes of the head. ``None``: taken from the weights (2 for ``"random"``);
         if given it must match the weights.
     feature_layer : str
-        ``"conv10"``, ``"fireN_gap"`` or any named layer (see module docstring).
+        ``"conv10"``, ``"fireN_gap"``, any named layer or a layout of pooled
+        parts such as ``"fire7_time7+fire9_grid2"`` (see module docstring).
     device : {"cpu", "cuda", "auto"}
         Where inference runs; ``"auto"`` picks CUDA when available.
     batch_size : int
@@ -100,7 +105,7 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
     device_ : torch.device
         Resolved device.
     layer_ : str
-        Resolved engine name of ``feature_layer`` (or the ``fireN_gap`` name).
+        ``feature_layer`` with MATLAB aliases resolved to engine names.
 
     Examples
     --------
@@ -227,10 +232,7 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         device = self._resolve_device()
         model, meta = self._build_model()
         aliases = dict(meta.get("layer_aliases", {}))
-        layer = aliases.get(self.feature_layer, self.feature_layer)
-        if layer not in LAYER_NAMES and layer not in GAP_NAMES:
-            raise ValueError(f"unknown feature_layer {self.feature_layer!r}; expected one of "
-                             f"{list(LAYER_NAMES) + list(GAP_NAMES) + sorted(aliases)}")
+        layer = "+".join(p.name for p in parse_layout(self.feature_layer, aliases))
         model.eval().to(device)
         if device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
@@ -362,7 +364,7 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
     def _dim(self, layer: str) -> int:
         with self._inference():
             x = torch.zeros((1, 3, *self.input_size_), device=self.device_)
-            return int(_flatten(self.model_.forward_layers(x, [layer])[layer]).shape[1])
+            return int(layout_features(self.model_, x, parse_layout(layer)).shape[1])
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
@@ -391,8 +393,7 @@ class SqueezeNetExtractor(TransformerMixin, BaseEstimator):
         with self._inference():
             if self.tensorrt:
                 return self._forward_tensorrt(x, layer)
-            act = self.model_.forward_layers(x, [layer])[layer]
-            return _flatten(act).float()
+            return layout_features(self.model_, x, parse_layout(layer)).float()
 
     # ------------------------------------------------------------------ TensorRT
     def _forward_tensorrt(self, x: torch.Tensor, layer: str) -> torch.Tensor:
@@ -484,7 +485,7 @@ class _LayerOutput(torch.nn.Module):
         self.layer = layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _flatten(self.model.forward_layers(x, [self.layer])[self.layer])
+        return layout_features(self.model, x, parse_layout(self.layer))
 
 
 @contextlib.contextmanager
@@ -501,13 +502,6 @@ def _tf32_allowed(allow: bool | None) -> Iterator[None]:
         yield
     finally:
         cudnn.allow_tf32, matmul.allow_tf32 = saved
-
-
-def _flatten(act: torch.Tensor) -> torch.Tensor:
-    """(n, C, h, w) -> (n, C*h*w) in MATLAB column-major order (row fastest); 2-D as is."""
-    if act.ndim == 4:
-        return act.permute(0, 1, 3, 2).reshape(act.shape[0], -1)
-    return act
 
 
 def _model_from_state(state: dict[str, torch.Tensor], meta: dict, n_classes: int | None,

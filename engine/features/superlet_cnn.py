@@ -19,6 +19,12 @@ import numpy as np
 from engine.events import Event
 from engine.features.base import IMAGE_RECIPE, Featurizer, file_digest, images_of
 
+#: The default layout (:mod:`engine.features.layouts`): fire7 averaged over
+#: frequency in 7 time bins (384 x 7) and fire9 on a 2 x 2 time-frequency grid
+#: (512 x 4), 4,736 numbers per event. Chosen on the development sets over conv10,
+#: global averages and other pooled layouts (README, "Families on real data").
+DEFAULT_LAYOUT = "fire7_time7+fire9_grid2"
+
 #: CNN precisions on CUDA ("fp32" disables TF32; "tf32" allows it explicitly)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 #: accepted weights files
@@ -38,8 +44,11 @@ class SuperletCNN(Featurizer):
         MATLAB DAGNetwork ``.mat`` or engine weights (``.safetensors``/``.pt``
         with their ``.json``); ``None``: the engine's default weights.
     feature_layer : str
-        ``"conv10"`` (the paper's 14 x 14 x n_classes), ``"fireN_gap"``, or any
-        named layer (see :mod:`engine.features.extractor`).
+        A layout (:mod:`engine.features.layouts`): the default
+        :data:`DEFAULT_LAYOUT` (fire7's time profile in
+        7 bins and fire9 on a 2 x 2 time-frequency grid), ``"conv10"`` (the
+        paper's 14 x 14 x n_classes), ``"fireN_gap"``, any named layer, or
+        pooled parts joined by ``+``.
     fs : float
         Sampling rate of the waveforms (Hz).
     device : {"cpu", "cuda"}
@@ -56,10 +65,11 @@ class SuperletCNN(Featurizer):
 
     name = "superlet-cnn"
     description = ("superlet scalogram images (the paper's recipe) through a SqueezeNet; "
-                   "--weights, --feature-layer (default: the engine's weights, conv10)")
+                   "--weights, --feature-layer (default: the engine's weights, "
+                   f"{DEFAULT_LAYOUT})")
     needs = "either"
 
-    def __init__(self, weights: Optional[str] = None, feature_layer: str = "conv10",
+    def __init__(self, weights: Optional[str] = None, feature_layer: str = DEFAULT_LAYOUT,
                  fs: float = 100.0, device: str = "cpu", batch: int = 32,
                  precision: str = "fp32", tensorrt: bool = False,
                  images_dir: Optional[str] = None) -> None:
