@@ -156,23 +156,49 @@ def test_model_assign_on_cuda_path_matches_cpu(monkeypatch, data):
         model.assign(X, device="gpu")
 
 
-@pytest.mark.parametrize("n", [40, 12_000])
-def test_wide_features_pca_matches_sklearn(monkeypatch, n):
-    """Above _COV_MAX_D features the PCA uses an SVD (thin for n <= 4 d, randomized
-    beyond) instead of the d x d covariance; same components as scikit-learn."""
+@pytest.mark.parametrize("n", [10, 24, 5_000])
+def test_blockwise_pca_matches_sklearn(monkeypatch, n):
+    """PCA by the thin SVD (n <= d) or by the covariance summed over blocks of rows
+    (n > d): the components of scikit-learn, whatever the block size."""
     import engine.cluster.conditioning as cond
 
-    monkeypatch.setattr(cond, "_COV_MAX_D", 16)   # make 24 features "wide"
+    monkeypatch.setattr(cond, "_BLOCK_ROWS", 7)   # many blocks, a ragged last one
     rng = np.random.default_rng(3)
     d = 24
     # a clear spectrum so the leading components are well separated
     X = rng.normal(size=(n, d)) * np.linspace(6.0, 0.5, d) @ np.linalg.qr(
-        rng.normal(size=(d, d)))[0]
-    Z = FeatureConditioner(pca=4).fit_transform(X)
-    ref = PCA(4, svd_solver="full").fit_transform(X)
-    signs = np.sign((Z * ref).sum(axis=0))
-    # the randomized SVD (n = 12,000) is exact to about 1e-5 of the largest score
-    np.testing.assert_allclose(Z * signs, ref, rtol=1e-6, atol=1e-5 * np.abs(ref).max())
-    c = FeatureConditioner(pca=4).fit(X)
-    np.testing.assert_allclose(c.explained_variance_,
-                               PCA(4, svd_solver="full").fit(X).explained_variance_, rtol=1e-6)
+        rng.normal(size=(d, d)))[0] + 3.0
+    k = min(4, n)
+    Z = FeatureConditioner(standardize=True, pca=k).fit_transform(X)
+    ref = PCA(k, svd_solver="full").fit(StandardScaler().fit_transform(X))
+    R = ref.transform(StandardScaler().fit_transform(X))
+    signs = np.sign((Z * R).sum(axis=0))
+    np.testing.assert_allclose(Z * signs, R, atol=1e-8 * np.abs(R).max())
+    c = FeatureConditioner(standardize=True, pca=k).fit(X)
+    np.testing.assert_allclose(c.explained_variance_[:k - 1], ref.explained_variance_[:k - 1],
+                               rtol=1e-8)
+
+
+def test_float32_input_is_not_copied_to_float64_whole(monkeypatch):
+    """float32 features are read in blocks: same result as float64 input, and the
+    conditioner never asks for a float64 copy of all of X."""
+    import engine.cluster.conditioning as cond
+
+    rng = np.random.default_rng(4)
+    X32 = rng.normal(size=(3000, 40)).astype(np.float32)
+    groups = rng.choice(["A", "B"], size=3000)
+    seen = []
+    real = cond.check_features
+
+    def spy(X, **kw):
+        seen.append(kw.get("dtype", np.float64))
+        return real(X, **kw)
+
+    monkeypatch.setattr(cond, "check_features", spy)
+    monkeypatch.setattr(cond, "_BLOCK_ROWS", 512)
+    spec = "station+standardize+pca8+l2"
+    Z32 = FeatureConditioner.from_spec(spec).fit_transform(X32, groups=groups)
+    assert seen and all(dt is None for dt in seen)
+    Z64 = FeatureConditioner.from_spec(spec).fit_transform(X32.astype(np.float64),
+                                                            groups=groups)
+    np.testing.assert_allclose(Z32, Z64, atol=1e-12)

@@ -201,3 +201,16 @@ def test_auto_scan_is_fast_enough():
     extra = (t2 - t1) - (t1 - t0)
     # measured ~1 s extra on top of a ~6 s silhouette scan on one loaded core
     assert extra < max(0.5 * (t1 - t0), 3.0), (t1 - t0, t2 - t1)
+
+
+def test_k_at_the_top_of_the_range_is_flagged(caplog):
+    X, _ = _blobs(6)
+    with caplog.at_level("WARNING", logger="engine.cluster.selection"):
+        r = scan_k(X, "kmeans", range(2, 6), random_state=0, criterion="auto")
+    assert r.chosen_k == 5
+    assert "largest k scanned" in r.reason and "--k 2:16" in r.reason
+    assert "largest k scanned" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="engine.cluster.selection"):
+        r = scan_k(X, "kmeans", range(2, 9), random_state=0, criterion="auto")
+    assert r.chosen_k == 6 and "largest k scanned" not in r.reason and not caplog.text

@@ -172,6 +172,12 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, groups: Sequence | None = None) -> "FeatureConditioner":
         """Learn the conditioning from ``X``.
 
+        ``X`` is read in blocks of rows (float32 input stays float32; sums are
+        float64), so memory stays near the size of ``X`` for any number of
+        events: the PCA is the thin SVD of the conditioned events when they are
+        no more than the features, else the eigenvectors of a ``d x d``
+        covariance summed block by block.
+
         Parameters
         ----------
         X : array_like, shape (n, d)
@@ -190,36 +196,49 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
             without ``groups``.
         """
         self._check_params()
-        X = check_features(X)
+        X = check_features(X, dtype=None)
         n, d = X.shape
         g = self._groups(groups, n, "fit")
+        if self.station and g is None:
+            raise ValueError("station centring needs groups (the station of each event) "
+                             "in fit(X, groups=...)")
         self.n_features_in_ = d
-        self.global_mean_ = X.mean(axis=0)
+        self.global_mean_ = _column_sum(X, lambda sl: X[sl].astype(np.float64)) / n
         self.group_means_ = {}
+        offsets = None
         if self.station:
-            if g is None:
-                raise ValueError("station centring needs groups (the station of each event) "
-                                 "in fit(X, groups=...)")
             names, inv = np.unique(g, return_inverse=True)
             sums = np.zeros((names.size, d))
-            np.add.at(sums, inv, X)
+            for sl in _blocks(n):
+                np.add.at(sums, inv[sl], X[sl].astype(np.float64))
             counts = np.bincount(inv, minlength=names.size)[:, None]
-            self.group_means_ = {str(name): sums[t] / counts[t] for t, name in enumerate(names)}
-            X = X - (sums / counts)[inv]
+            means = sums / counts
+            self.group_means_ = {str(name): means[t] for t, name in enumerate(names)}
+            offsets = (means, inv)
+
+        def centred(sl: slice) -> np.ndarray:
+            block = X[sl].astype(np.float64)
+            if offsets is not None:
+                block -= offsets[0][offsets[1][sl]]
+            return block
+
+        prepared = centred
         if self.standardize:
-            self.mean_ = X.mean(axis=0)
-            sd = X.std(axis=0)
+            self.mean_ = _column_sum(X, centred) / n
+            var = _column_sum(X, lambda sl: (centred(sl) - self.mean_) ** 2) / n
+            sd = np.sqrt(var)
             self.scale_ = np.where(sd > _EPS, sd, 1.0)
-            X = (X - self.mean_) / self.scale_
+
+            def prepared(sl: slice) -> np.ndarray:
+                return (centred(sl) - self.mean_) / self.scale_
         self.n_components_ = d
         if self.pca:
             k = min(int(self.pca), n, d)
             if k < self.pca:
                 log.info("conditioning: pca%d capped at %d components (%d events, %d features)",
                          self.pca, k, n, d)
-            self.pca_mean_ = X.mean(axis=0)
-            Xc = X - self.pca_mean_
-            comps, vals = _principal_axes(Xc, k)
+            self.pca_mean_ = _column_sum(X, prepared) / n
+            comps, vals = _principal_axes(X, lambda sl: prepared(sl) - self.pca_mean_, k)
             # deterministic signs: largest |loading| positive (as scikit-learn's svd_flip)
             flip = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
             comps *= np.where(flip == 0, 1.0, flip)[:, None]
@@ -230,7 +249,7 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X, groups: Sequence | None = None) -> np.ndarray:
-        """Apply the learned conditioning.
+        """Apply the learned conditioning, block by block of rows.
 
         Parameters
         ----------
@@ -249,14 +268,16 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
             For malformed input or the wrong number of features.
         """
         check_is_fitted(self, "n_features_in_")
-        X = check_features(X)
+        X = check_features(X, dtype=None)
+        n = X.shape[0]
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the conditioner was fitted "
                              f"with {self.n_features_in_}")
-        g = self._groups(groups, X.shape[0], "transform")
+        g = self._groups(groups, n, "transform")
+        offsets = None
         if self.station:
             if g is None:
-                X = X - self.global_mean_
+                offsets = (self.global_mean_[None, :], np.zeros(n, dtype=np.int64))
             else:
                 names, inv = np.unique(g, return_inverse=True)
                 means = np.stack([self.group_means_.get(str(name), self.global_mean_)
@@ -265,17 +286,23 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
                 if unseen:
                     log.info("conditioning: %d group(s) unseen in fit (%s) use the global mean",
                              len(unseen), ", ".join(unseen[:5]))
-                X = X - means[inv]
-        if self.standardize:
-            X = (X - self.mean_) / self.scale_
-        if self.pca:
-            X = (X - self.pca_mean_) @ self.components_.T
-            if self.whiten:
-                X = X / np.sqrt(np.maximum(self.explained_variance_, _EPS))
-        if self.l2:
-            norms = np.linalg.norm(X, axis=1, keepdims=True)
-            X = X / np.where(norms > 0, norms, 1.0)
-        return X
+                offsets = (means, inv)
+        out = np.empty((n, self.n_features_out_))
+        for sl in _blocks(n):
+            Z = X[sl].astype(np.float64)
+            if offsets is not None:
+                Z -= offsets[0][offsets[1][sl]]
+            if self.standardize:
+                Z = (Z - self.mean_) / self.scale_
+            if self.pca:
+                Z = (Z - self.pca_mean_) @ self.components_.T
+                if self.whiten:
+                    Z = Z / np.sqrt(np.maximum(self.explained_variance_, _EPS))
+            if self.l2:
+                norms = np.linalg.norm(Z, axis=1, keepdims=True)
+                Z = Z / np.where(norms > 0, norms, 1.0)
+            out[sl] = Z
+        return out
 
     def fit_transform(self, X, y=None, groups: Sequence | None = None) -> np.ndarray:
         """:meth:`fit` then :meth:`transform` on the same events."""
@@ -339,26 +366,45 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
         return obj
 
 
-_COV_MAX_D = 2048
+
+#: rows per block when fitting and transforming (bounds the float64 temporaries)
+_BLOCK_ROWS = 4096
 
 
-def _principal_axes(Xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """First ``k`` principal axes ``(k, d)`` and variances ``(k,)`` of centred ``Xc``.
+def _blocks(n: int):
+    """Slices of ``range(n)`` in blocks of :data:`_BLOCK_ROWS` rows."""
+    for start in range(0, n, _BLOCK_ROWS):
+        yield slice(start, min(n, start + _BLOCK_ROWS))
 
-    The ``d x d`` covariance is decomposed when ``d`` is small (cheap for any
-    number of events); for wide features (pooled maps of thousands of numbers)
-    the thin SVD of ``Xc`` when events are fewer than features, else a seeded
-    randomized SVD, so the cost never grows with ``d**3``.
+
+def _column_sum(X: np.ndarray, block_of) -> np.ndarray:
+    """Sum over the rows of ``block_of(slice)`` for every block of ``X``: (d,) float64."""
+    total = np.zeros(X.shape[1])
+    for sl in _blocks(X.shape[0]):
+        total += block_of(sl).sum(axis=0)
+    return total
+
+
+def _principal_axes(X: np.ndarray, centred_block, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """First ``k`` principal axes ``(k, d)`` and variances ``(k,)`` of the centred rows.
+
+    ``centred_block(slice)`` gives the conditioned, centred float64 rows of a
+    block. With no more events than features, the thin SVD of all of them
+    (``n x d``, at most ``d x d`` numbers); otherwise the ``d x d`` covariance
+    summed block by block and its eigenvectors, so neither the cost nor the
+    memory grows with ``n * d`` copies.
     """
-    n, d = Xc.shape
-    if d <= _COV_MAX_D:
-        vals, vecs = np.linalg.eigh((Xc.T @ Xc) / max(n - 1, 1))
-        order = np.argsort(vals)[::-1][:k]
-        return vecs[:, order].T, vals[order]
-    if n <= 4 * d:
+    n, d = X.shape
+    if n <= d:
+        Xc = np.empty((n, d))
+        for sl in _blocks(n):
+            Xc[sl] = centred_block(sl)
         _, s, vt = np.linalg.svd(Xc, full_matrices=False)
-    else:
-        from sklearn.utils.extmath import randomized_svd
-
-        _, s, vt = randomized_svd(Xc, k, n_iter=7, random_state=0)
-    return vt[:k], (s[:k] ** 2) / max(n - 1, 1)
+        return vt[:k], (s[:k] ** 2) / max(n - 1, 1)
+    cov = np.zeros((d, d))
+    for sl in _blocks(n):
+        block = centred_block(sl)
+        cov += block.T @ block
+    vals, vecs = np.linalg.eigh(cov / max(n - 1, 1))
+    order = np.argsort(vals)[::-1][:k]
+    return vecs[:, order].T, vals[order]

@@ -181,6 +181,12 @@ def scan_k(X, method: str, ks: Iterable[int] = range(2, 9), random_state=0,
         reason = f"k={chosen}: fixed by the user (the {criterion} rule would pick {crit_k})"
     else:
         chosen = crit_k
+        if len(ks) > 1 and chosen == ks[-1] and criterion != "silhouette":
+            reason += (f" (k={chosen} is the largest k scanned: the data may hold more "
+                       "families; scan a wider range, e.g. --k 2:16)")
+            log.warning("k scan (%s): the %s rule chose k=%d, the largest k scanned; the data "
+                        "may hold more families (scan a wider range, e.g. --k 2:16)", method,
+                        criterion, chosen)
     others = ", ".join(f"{c} {k}" for c, (k, _) in picks.items() if c != criterion)
     if others:
         reason += f"; other criteria: {others}"
