@@ -102,3 +102,13 @@ def test_engine_default_is_the_pooled_layout():
     f = make_featurizer("superlet-cnn")
     assert f.feature_layer == DEFAULT_LAYOUT
     assert f.fingerprint()["layer"] == DEFAULT_LAYOUT
+
+
+def test_main_job_refuses_a_bad_layout_before_reading_anything(tmp_path, capsys):
+    from engine.run import main
+
+    out = tmp_path / "run"
+    assert main(["--feature-layer", "fire9_grid", "--out", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert "feature_layer 'fire9_grid': grid needs a size K" in err
+    assert not out.exists()

@@ -33,12 +33,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import re
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
-from .squeezenet import LAYER_NAMES
+# the layer names without importing torch: parsing a layout is done at start-up
+LAYER_NAMES: tuple[str, ...] = (
+    "data", "conv1", "relu_conv1", "pool1", "fire2", "fire3", "pool3", "fire4",
+    "fire5", "pool5", "fire6", "fire7", "fire8", "fire9", "drop9", "conv10",
+    "relu_conv10", "pool10", "prob",
+)
 
 __all__ = ["Part", "parse_layout", "layout_features", "flatten_activation", "POOLINGS"]
 
@@ -160,6 +165,8 @@ def pool_part(act: torch.Tensor, part: Part) -> torch.Tensor:
     torch.Tensor
         (n, d), contiguous.
     """
+    import torch.nn.functional as F
+
     if part.pool is None:
         return flatten_activation(act)
     if part.pool == "gap":
@@ -192,4 +199,8 @@ def layout_features(model, x: torch.Tensor, parts: Sequence[Part]) -> torch.Tens
     """
     acts = model.forward_layers(x, [p.layer for p in parts])
     blocks = [pool_part(acts[p.layer], p) for p in parts]
-    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+    if len(blocks) == 1:
+        return blocks[0]
+    import torch
+
+    return torch.cat(blocks, dim=1)

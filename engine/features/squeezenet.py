@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.features.layouts import LAYER_NAMES as _LAYOUT_LAYER_NAMES
+
 #: (squeeze, expand1x1, expand3x3) widths of the SqueezeNet v1.1 fire modules.
 FIRE_WIDTHS: dict[int, tuple[int, int, int]] = {
     2: (16, 64, 64), 3: (16, 64, 64),
@@ -40,11 +42,7 @@ MATLAB_POOL_PADDING: dict[str, tuple[int, int, int, int]] = {
 #: before its ReLU, ``pool10`` the global average of ``relu_conv10`` (the class
 #: scores; ``relu_conv10`` is ``conv10`` itself when ``head_relu=False``) and
 #: ``prob`` their softmax.
-LAYER_NAMES: tuple[str, ...] = (
-    "data", "conv1", "relu_conv1", "pool1", "fire2", "fire3", "pool3", "fire4",
-    "fire5", "pool5", "fire6", "fire7", "fire8", "fire9", "drop9", "conv10",
-    "relu_conv10", "pool10", "prob",
-)
+LAYER_NAMES: tuple[str, ...] = _LAYOUT_LAYER_NAMES
 
 #: Global-average-pooled fire outputs, e.g. ``fire9_gap`` (n, 512).
 GAP_NAMES: tuple[str, ...] = tuple(f"fire{i}_gap" for i in FIRE_WIDTHS)

@@ -98,6 +98,12 @@ class SuperletCNN(Featurizer):
             raise ValueError(f"device must be 'cpu' or 'cuda'; got {self.device!r}")
         if not isinstance(self.batch, int) or self.batch < 1:
             raise ValueError(f"batch must be a positive integer; got {self.batch!r}")
+        if self.weights is None or Path(self.weights).suffix.lower() != ".mat":
+            # the layout is checked before any event is read; a MATLAB network's layer
+            # aliases are only known once it is read, so its layouts are checked then
+            from engine.features.layouts import parse_layout
+
+            parse_layout(self.feature_layer, _stored_aliases(self.weights_path()))
         return self
 
     def weights_path(self) -> Path:
@@ -147,6 +153,17 @@ class SuperletCNN(Featurizer):
         if ext is not None:
             prov["classes"] = [str(c) for c in ext.classes_]
         return prov
+
+
+def _stored_aliases(weights: Path) -> dict:
+    """Layer aliases stored in the JSON beside engine weights ({} when absent)."""
+    import json
+
+    try:   # the JSON beside the weights (engine.features.weights.metadata_path)
+        meta = json.loads(Path(weights).with_suffix(".json").read_text())
+        return dict(meta.get("layer_aliases", {}))
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def _extractor(f: SuperletCNN):
