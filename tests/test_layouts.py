@@ -41,8 +41,11 @@ def _reference(act: np.ndarray, part: Part) -> np.ndarray:
 @pytest.mark.parametrize("hw", [(13, 13), (14, 11)])
 def test_pooling_matches_the_loop_reference(part, hw):
     act = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 5, *hw)).astype(np.float32))
-    got = pool_part(act, part).numpy()
-    np.testing.assert_allclose(got, _reference(act.numpy(), part), rtol=1e-5, atol=1e-6)
+    want = _reference(act.numpy(), part)
+    np.testing.assert_allclose(pool_part(act, part).numpy(), want, rtol=1e-5, atol=1e-6)
+    # the CPU extractor runs channels-last: same numbers in the same order
+    cl = act.contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(pool_part(cl, part).numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_a_layout_is_its_parts_concatenated_from_one_pass():
