@@ -159,9 +159,10 @@ def _stored_aliases(weights: Path) -> dict:
     """Layer aliases stored in the JSON beside engine weights ({} when absent)."""
     import json
 
-    try:   # the JSON beside the weights (engine.features.weights.metadata_path)
-        meta = json.loads(Path(weights).with_suffix(".json").read_text())
-        return dict(meta.get("layer_aliases", {}))
+    from engine.features.weights import metadata_path
+
+    try:
+        return dict(json.loads(metadata_path(weights).read_text()).get("layer_aliases", {}))
     except (OSError, ValueError, AttributeError):
         return {}
 
