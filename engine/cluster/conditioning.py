@@ -224,7 +224,9 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
 
         prepared = centred
         if self.standardize:
-            self.mean_ = _column_sum(X, centred) / n
+            # without station centring the rows are X itself: its mean is global_mean_
+            self.mean_ = (self.global_mean_.copy() if offsets is None
+                          else _column_sum(X, centred) / n)
             var = _column_sum(X, lambda sl: (centred(sl) - self.mean_) ** 2) / n
             sd = np.sqrt(var)
             self.scale_ = np.where(sd > _EPS, sd, 1.0)
