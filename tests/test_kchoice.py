@@ -55,6 +55,32 @@ def test_auto_not_trapped_at_two_by_nested_groups():
     assert adjusted_rand_score(y, r.labels[4]) > 0.99
 
 
+def _quad(n_per: int, sub: float, d: int = 8, seed: int = 0):
+    """Four groups 30 sd apart, each two sub-groups ``sub`` sd apart."""
+    rng = np.random.default_rng(seed)
+    centres = []
+    for gx in range(2):
+        for gy in range(2):
+            for s in range(2):
+                c = np.zeros(d)
+                c[:3] = 30.0 * gx, 30.0 * gy, sub * s
+                centres.append(c)
+    X = np.concatenate([rng.standard_normal((n_per, d)) + c for c in centres])
+    return X, np.repeat(np.arange(4), 2 * n_per)
+
+
+def test_auto_keeps_the_silhouette_where_stability_sees_sub_groups():
+    # with many events, sub-groups 4 sd apart are reproducible, so the stability
+    # rule takes them (8); the families are the four groups, which the
+    # silhouette sees at every size: auto follows it when it is above k = 2
+    from sklearn.metrics import adjusted_rand_score
+    X, y = _quad(400, 4.0)
+    r = scan_k(X, "kmeans", range(2, 11), random_state=0, criterion="auto")
+    assert r.picks["stability"] == 8 and r.picks["silhouette"] == 4, r.reason
+    assert r.chosen_k == 4 and "highest mean silhouette" in r.reason
+    assert adjusted_rand_score(y, r.labels[4]) > 0.99
+
+
 def test_auto_does_not_split_groups_without_substructure():
     # the fair counterpart: the same two groups, each one round blob -> 2
     X, _ = _nested(sub=0.0)
@@ -133,8 +159,17 @@ def test_choose_k_rules_on_handmade_curves():
               "gap": [1.0, 1.5, 1.6, 1.61], "gap_sd": [0.1, 0.1, 0.1, 0.1],
               "bic": [10.0, 5.0, 7.0, 8.0]}
     assert choose_k(ks, curves, "silhouette")[0] == 2
+    # the silhouette's best is the smallest k: auto takes the stability rule
     k, why = choose_k(ks, curves, "auto")
-    assert k == 4 and "0.90" in why          # the largest stable k, not the first
+    assert k == 4 and "0.90" in why and "smallest k" in why   # the largest stable k
+    assert choose_k(ks, curves, "stability")[0] == 4
+    # a silhouette peak above the smallest k is taken as it is, with its stability
+    k, why = choose_k(ks, dict(curves, silhouette=[0.3, 0.5, 0.4, 0.2]), "auto")
+    assert k == 3 and "silhouette (0.500)" in why and "0.60" in why
+    # the smallest k *scanned*, not k = 2
+    k, _ = choose_k([3, 4, 5], {"silhouette": [0.5, 0.4, 0.3], "stability": [0.9, 0.9, 0.5]},
+                    "auto")
+    assert k == 4
     assert choose_k(ks, curves, "stability", stability_threshold=0.95)[0] == 2
     assert choose_k(ks, curves, "gap")[0] == 3      # 1.5 >= 1.6 - 0.1
     assert choose_k(ks, curves, "bic")[0] == 3

@@ -26,9 +26,14 @@ choice with a sentence saying why:
     mixture fitted to each clustering (X-means, Pelleg and Moore 2000); lower is
     better.
 ``auto``
-    The engine's default: the stability rule (largest k whose clusters are all
-    reproducible), falling back to the most stable k when none is, and to the
-    silhouette when no stability could be computed (see :func:`choose_k`).
+    The engine's default: the highest mean silhouette, unless it lies at the
+    smallest k scanned; then the stability rule decides (see :func:`choose_k`).
+    The silhouette estimates a property of the population, so its choice does
+    not move with the number of events; the stability rule's does (clusters of
+    more events are easier to find again, so more k pass: on a synthetic
+    archive of 1,767 events it chose 7 against the silhouette's 4). But where
+    families nest, the silhouette's best is the coarsest split (k = 2 on every
+    CNN feature set of issue 11), and that is where stability sees further.
 
 :func:`k_criteria` computes the curves, :func:`choose_k` applies a rule;
 :func:`engine.cluster.scan_k` calls both and stores the curves and the reason
@@ -344,8 +349,9 @@ def choose_k(ks: Sequence[int], curves: Mapping[str, Sequence[float]], criterion
         ``silhouette`` and whatever :func:`k_criteria` gave (the criterion's
         curves must be there).
     criterion : {"auto", "silhouette", "stability", "gap", "bic"}
-        ``auto`` is the stability rule; it needs the ``stability`` and
-        ``silhouette`` curves.
+        ``auto`` takes the highest silhouette when it is not at the smallest
+        k scanned, and the stability rule otherwise; it needs the
+        ``stability`` and ``silhouette`` curves.
     stability_threshold : float
         Mean Jaccard the least stable cluster of a k must reach under
         resampling for k to count as reproducible.
@@ -393,15 +399,26 @@ def choose_k(ks: Sequence[int], curves: Mapping[str, Sequence[float]], criterion
         return k, (f"k={k}: the gap grows over the whole scan; its largest value "
                    f"({gap[ks.index(k)]:.3f})")
     stab = np.asarray(curves["stability"], dtype=float)
+    if criterion == "auto":
+        k_sil = _argbest(ks, sil)
+        if k_sil is not None and k_sil != ks[0]:
+            i = ks.index(k_sil)
+            why = f"k={k_sil}: highest mean silhouette ({sil[i]:.3f}), above the smallest k scanned"
+            if np.isfinite(stab[i]):
+                why += (f" (least stable cluster under resampling: mean Jaccard "
+                        f"{stab[i]:.2f})")
+            return k_sil, why
     ok = [i for i in range(len(ks)) if np.isfinite(stab[i]) and stab[i] >= stability_threshold]
     if ok:
         i = ok[-1]
         why = (f"k={ks[i]}: the largest k whose every cluster is found again when random "
                f"80% subsamples are clustered (least stable cluster: mean Jaccard "
                f"{stab[i]:.2f} >= {stability_threshold:.2f}")
+        why += ")"
         if criterion == "auto":
-            why += f", silhouette {sil[i]:.3f}" if np.isfinite(sil[i]) else ""
-        return ks[i], why + ")"
+            why += (f"; the highest silhouette is at the smallest k scanned, the coarsest "
+                    f"split, which it favours when families nest")
+        return ks[i], why
     k = _argbest(ks, stab)
     if k is None:
         if criterion == "auto":
