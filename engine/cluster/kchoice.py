@@ -31,7 +31,8 @@ choice with a sentence saying why:
     The silhouette estimates a property of the population, so its choice does
     not move with the number of events; the stability rule's does (clusters of
     more events are easier to find again, so more k pass: on a synthetic
-    archive of 1,767 events it chose 7 against the silhouette's 4). But where
+    archive of 1,767 events it chose 7, ARI 0.50, against the silhouette's 4,
+    ARI 0.74). But where
     families nest, the silhouette's best is the coarsest split (k = 2 on every
     CNN feature set of issue 11), and that is where stability sees further.
 
