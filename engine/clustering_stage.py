@@ -160,7 +160,7 @@ def _cluster(cfg: RunConfig, Xc: np.ndarray, device: str):
         raise ValueError(f"only {n} event(s) were found: too few for --k {cfg.k}")
     if len(ks) > 1:
         scan = scan_k(Xc, cfg.method, ks, random_state=seed, device=device,
-                      criterion=cfg.k_criterion)
+                      criterion=cfg.k_criterion, resample_size=cfg.k_resample_size)
         return scan.estimators[scan.chosen_k], np.asarray(scan.labels[scan.chosen_k]), scan
     est = make_clusterer(cfg.method, ks[0], random_state=seed, device=device).fit(Xc)
     return est, np.asarray(est.labels_), None

@@ -165,6 +165,10 @@ class RunConfig:
         "(Gaussian mixture) or 'silhouette' (mean silhouette, the paper's); the report "
         "shows every curve and why k was chosen", "clustering", None,
         ("auto", "stability", "gap", "bic", "silhouette"))
+    k_resample_size: int = _f(
+        200, "events in each resample of the stability rule (at most four fifths of the "
+        "events): fixed, so that the rule means the same at every archive size; raise it "
+        "to resolve rare families in large archives", "clustering", "N")
     condition: str = _f(
         "standardize+pca50+l2", "feature conditioning before clustering, stored with the "
         "model so --assign-to applies it too: '+'-joined steps of station (per-station "
@@ -256,6 +260,10 @@ class RunConfig:
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ValueError(f"--out {self.out} is a file, not a folder; give a new or "
                              "existing folder")
+        if (not isinstance(self.k_resample_size, int) or isinstance(self.k_resample_size, bool)
+                or self.k_resample_size < 10):
+            raise ValueError(f"--k-resample-size must be an integer >= 10; got "
+                             f"{self.k_resample_size!r}")
         self.k_values()  # raises on a bad --k
         from engine.cluster.conditioning import FeatureConditioner
 

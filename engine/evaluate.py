@@ -608,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["auto", "silhouette", "stability", "gap", "bic"],
                    help="k criterion of the summary table (every criterion's pick is in the "
                         "full table; default auto)")
+    p.add_argument("--k-resample-size", type=int, default=200, metavar="N",
+                   help="events in each resample of the stability rule (default 200; "
+                        "see python -m engine.run --help)")
     p.add_argument("--split", default="none", choices=["none", "halves"],
                    help="halves: score two disjoint seeded class-stratified halves separately")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
@@ -657,6 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         configure_logging()
+        if args.k_resample_size < 10:
+            raise ValueError(f"--k-resample-size must be >= 10; got {args.k_resample_size}")
         source = _open_input(args)
         events, _ = source.read_all()
         if not events:
@@ -667,7 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        [m.strip() for m in args.methods.split(",") if m.strip()], args.k_range,
                        split=args.split, seed=args.seed, repeats=args.repeats,
                        cache_dir=None if args.no_cache else out / "features",
-                       focus_class=args.focus_class, device=args.device)
+                       focus_class=args.focus_class, device=args.device,
+                       scan_options={"resample_size": args.k_resample_size})
         write_outputs(res, out, args.criterion)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,6 +44,7 @@ def test_saved_config_round_trips(tmp_path):
     (["--fs", "-1"], "--fs"),
     (["--freqmin", "10", "--freqmax", "5"], "--freqmax"),
     (["--scheduler", "tcp://x:1", "--dask-local", "2"], "--scheduler"),
+    (["--k-resample-size", "5"], "--k-resample-size must be an integer >= 10"),
 ])
 def test_bad_values_name_the_flag(argv, message):
     with pytest.raises(ValueError, match=message):

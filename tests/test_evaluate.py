@@ -203,6 +203,7 @@ def test_cli_writes_tables_atomically_and_prints_the_own_k(tmp_path, capsys):
     (["--archive", "."], "--archive needs --catalog"),
     (["--images", ".", "--catalog", "c.csv"], "--catalog only applies with --archive"),
     (["--images", ".", "--mask-labels", "ovdas"], "--mask-labels only applies with --events"),
+    (["--images", ".", "--k-resample-size", "3"], "--k-resample-size must be >= 10; got 3"),
 ])
 def test_cli_errors_name_the_flag(tmp_path, capsys, argv, message):
     rc = main(argv + ["--out", str(tmp_path / "o")])

@@ -100,6 +100,38 @@ def test_stability_detects_a_random_split_that_the_ari_hides():
     assert all(m >= w for m, w in zip(mean, worst))
 
 
+def test_stability_subsamples_have_a_fixed_size(monkeypatch):
+    # the subsample size is capped (200 by default), not a share of the events,
+    # so the stability rule means the same for 300 events and for 10^5
+    import engine.cluster.kchoice as kc
+    sizes = []
+    real = kc._labels_for_ks
+
+    def spy(X, *a, **k):
+        sizes.append(X.shape[0])
+        return real(X, *a, **k)
+
+    monkeypatch.setattr(kc, "_labels_for_ks", spy)
+    X, _ = _blobs(3, n=1000)
+    labels = {3: np.zeros(1000, int)}
+    stability_curve(X, "kmeans", [3], labels, n_resamples=4, random_state=0)
+    assert sizes == [200] * 4
+    sizes.clear()
+    stability_curve(X[:150], "kmeans", [3], {3: np.zeros(150, int)}, n_resamples=2)
+    assert sizes == [120] * 2                      # 80 % below the cap
+    sizes.clear()
+    r = scan_k(X, "kmeans", [2, 3, 4], random_state=0, criterion="stability",
+               resample_size=300, n_resamples=3)
+    assert sizes[:3] == [300] * 3 and r.chosen_k == 3
+    # the main job passes --k-resample-size to the scan
+    from engine.clustering_stage import _cluster
+    from engine.config import parse_args
+    sizes.clear()
+    cfg = parse_args(["--k", "2:4", "--k-criterion", "stability", "--k-resample-size", "250"])
+    _, labels, scan = _cluster(cfg, X, "cpu")
+    assert sizes[:10] == [250] * 10 and scan.chosen_k == 3 and len(np.unique(labels)) == 3
+
+
 def test_min_cluster_jaccard_against_loops():
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 4, 60), rng.integers(0, 5, 60)

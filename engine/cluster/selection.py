@@ -92,7 +92,7 @@ def scan_k(X, method: str, ks: Iterable[int] = range(2, 9), random_state=0,
            sample_size: int | None = 10_000, fixed_k: int | None = None,
            device: str = "cpu", criterion: str = "silhouette", n_resamples: int = 10,
            n_refs: int = 5, max_points: int = 2000, stability_threshold: float = 0.75,
-           **kw: Any) -> ScanResult:
+           resample_size: int = 200, **kw: Any) -> ScanResult:
     """Cluster ``X`` for every k in ``ks`` and record silhouette and elbow curves.
 
     Parameters
@@ -121,10 +121,15 @@ def scan_k(X, method: str, ks: Iterable[int] = range(2, 9), random_state=0,
         reproducible under resampling.
     n_resamples, n_refs, max_points : int
         Subsamples of the stability curve, reference sets of the gap statistic,
-        largest subsample (see :func:`engine.cluster.kchoice.k_criteria`).
+        largest subsample of the gap statistic (twice its size; see
+        :func:`engine.cluster.kchoice.k_criteria`).
     stability_threshold : float
         Mean Jaccard under resampling the least stable cluster of a k must
         reach for k to count as reproducible (default 0.75).
+    resample_size : int
+        Largest stability subsample (default 200 events). Fixed rather than a
+        share of the events so that the stability rule does not drift to
+        larger k as archives grow (:func:`engine.cluster.kchoice.stability_curve`).
     **kw
         Further clusterer parameters.
 
@@ -172,7 +177,8 @@ def scan_k(X, method: str, ks: Iterable[int] = range(2, 9), random_state=0,
     curves: dict = {}
     if criterion != "silhouette":
         curves = k_criteria(X, method, ks, labels, random_state=random_state, device=device,
-                            n_resamples=n_resamples, n_refs=n_refs, max_points=max_points, **kw)
+                            n_resamples=n_resamples, n_refs=n_refs, max_points=max_points,
+                            resample_size=resample_size, **kw)
     all_curves = dict(curves, silhouette=[float(v) for v in sil])
     picks = {c: choose_k(ks, all_curves, c, stability_threshold=stability_threshold)
              for c in CRITERIA if c == "silhouette" or curves}
