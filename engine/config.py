@@ -161,9 +161,8 @@ class RunConfig:
         "auto", "how k is chosen from a range: 'auto' (the highest mean silhouette; when "
         "that is the smallest k scanned, the largest k whose every cluster is reproducible "
         "under resampling), 'stability' (that largest reproducible k), 'gap' (gap "
-        "statistic), 'bic' "
-        "(Gaussian mixture) or 'silhouette' (mean silhouette, the paper's); the report "
-        "shows every curve and why k was chosen", "clustering", None,
+        "statistic), 'bic' (Gaussian mixture) or 'silhouette' (mean silhouette, the "
+        "paper's); the report shows every curve and why k was chosen", "clustering", None,
         ("auto", "stability", "gap", "bic", "silhouette"))
     k_resample_size: int = _f(
         200, "events in each resample of the stability rule (at most four fifths of the "
