@@ -493,6 +493,7 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
         "split": split, "seed": seed, "repeats": int(repeats), "focus_class": focus})
     opts = dict(scan_options or {})
     opts.setdefault("criterion", "auto")
+    result.settings["scan_options"] = dict(opts)
     for name, params, inst in specs:
         label = _label(name, {k: v for k, v in params.items() if k != "device"})
         feat = inst if inst is not None else make_featurizer(name, **{"device": device,

@@ -190,6 +190,7 @@ def test_cli_writes_tables_atomically_and_prints_the_own_k(tmp_path, capsys):
     assert {r["set"] for r in rows} == {"A", "B"}
     doc = json.loads((out / "results.json").read_text())
     assert doc["settings"]["split"] == "halves" and len(doc["scans"]) == 2
+    assert doc["settings"]["scan_options"] == {"resample_size": 200, "criterion": "auto"}
     assert "curves" in doc["scans"][0] and doc["scans"][0]["reason"]
     md = (out / "results.md").read_text()
     assert "| set | featurizer |" in md and "Why k was chosen" in md
