@@ -16,7 +16,10 @@ chooses itself (one row per k criterion: ``auto``, ``silhouette``,
 separately, so that nobody tunes to one set; ``--repeats N`` draws N such splits
 (seeds ``seed .. seed + N - 1``, sets ``A0, B0, A1, ...``) and the summary gives
 the mean, spread and worst ARI over all 2N halves, since one split of a few
-hundred events moves ARI by about 0.05.
+hundred events moves ARI by about 0.05. ``--split draws --class-counts
+LP=88,TC=100,TR=34,VT=20 --repeats N`` scores N seeded subsets in a given class
+mix (sets ``D0, D1, ...``), because a balanced sample says little about an
+archive whose classes are not balanced.
 
 Outputs (written atomically into ``--out``): ``results.csv`` (every row),
 ``results.json`` (rows, k-scan curves and reasons, settings) and
@@ -24,7 +27,7 @@ Outputs (written atomically into ``--out``): ``results.csv`` (every row),
 every row); the markdown tables at the engine's own k are also printed.
 
 Library: :func:`evaluate` (events in, :class:`EvalResult` out),
-:func:`parse_featurizer_spec`, :func:`split_halves`.
+:func:`parse_featurizer_spec`, :func:`split_halves`, :func:`draw_class_counts`.
 """
 from __future__ import annotations
 
@@ -38,14 +41,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from engine.events import Event
 
-__all__ = ["EvalResult", "evaluate", "parse_featurizer_spec", "split_halves", "featurize_cached",
-           "build_parser", "main", "DEFAULT_CONDITIONINGS", "DEFAULT_METHODS", "COLUMNS"]
+__all__ = ["EvalResult", "evaluate", "parse_featurizer_spec", "split_halves",
+           "draw_class_counts", "featurize_cached", "build_parser", "main", "DEFAULT_CONDITIONINGS", "DEFAULT_METHODS", "COLUMNS"]
 
 log = logging.getLogger("engine.evaluate")  # also when run as __main__
 
@@ -301,6 +304,51 @@ def split_halves(y: Sequence, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.asarray(a, dtype=np.int64)), np.sort(np.asarray(b, dtype=np.int64))
 
 
+def draw_class_counts(y: Sequence, counts: Mapping[str, int], seed: int = 0) -> np.ndarray:
+    """A seeded subset with exactly ``counts[c]`` events of every class ``c``.
+
+    Scores on a balanced sample say little about an archive whose classes are
+    not balanced (the published Llaima set is LP 36 %, TC 41 %, TR 14 %, VT
+    8 %); this draws subsets in any mix to measure that.
+
+    Parameters
+    ----------
+    y : sequence
+        Class of every event.
+    counts : mapping of str -> int
+        Events to draw from each class; classes not named are left out.
+    seed : int
+
+    Returns
+    -------
+    ndarray of int
+        Sorted indices of the subset.
+
+    Raises
+    ------
+    ValueError
+        For fewer than two classes, an unknown class, a count below 1, or a
+        count above the events of that class.
+    """
+    y = np.asarray(y).astype(str)
+    if len(counts) < 2:
+        raise ValueError(f"class counts need at least two classes, got {dict(counts)}")
+    present = sorted(set(y.tolist()))
+    rng = np.random.default_rng(seed)
+    out = []
+    for c, n in counts.items():
+        have = np.flatnonzero(y == str(c))
+        if have.size == 0:
+            raise ValueError(f"class {c!r} of the class counts is not in the input "
+                             f"(classes: {', '.join(present)})")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"the count of class {c!r} must be an integer >= 1, got {n!r}")
+        if n > have.size:
+            raise ValueError(f"class {c!r} has {have.size} events, fewer than the {n} asked for")
+        out.append(rng.choice(have, int(n), replace=False))
+    return np.sort(np.concatenate(out).astype(np.int64))
+
+
 def _events_digest(events: Sequence[Event]) -> str:
     h = hashlib.sha256()
     for e in events:
@@ -386,7 +434,8 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
              split: str = "none", seed: int = 0, repeats: int = 1,
              cache_dir: str | Path | None = None,
              focus_class: str | None = None, device: str = "cpu",
-             scan_options: dict | None = None) -> EvalResult:
+             scan_options: dict | None = None,
+             class_counts: Mapping[str, int] | None = None) -> EvalResult:
     """Score featurizer x conditioning x method x k against the events' known classes.
 
     Parameters
@@ -407,15 +456,18 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
         their own k give one row.
     ks : iterable of int
         k values scanned (those ``>=`` the set size are dropped).
-    split : {"none", "halves"}
+    split : {"none", "halves", "draws"}
         ``"halves"``: two disjoint seeded class-stratified halves, each scored
-        on its own (sets ``A`` and ``B``); ``"none"``: one set ``all``.
+        on its own (sets ``A`` and ``B``); ``"draws"``: ``repeats`` seeded
+        subsets with ``class_counts`` events of each class (sets ``D0, D1,
+        ...``; :func:`draw_class_counts`); ``"none"``: one set ``all``.
     seed : int
         Seed of the split, the clusterers and the k criteria.
     repeats : int
         With ``split="halves"``: this many splits, seeded ``seed .. seed +
         repeats - 1`` (each also seeds its clusterers), sets ``A0, B0, A1, B1,
-        ...``; 1 (default) gives sets ``A`` and ``B``.
+        ...``; 1 (default) gives sets ``A`` and ``B``. With ``split="draws"``:
+        this many subsets, seeded the same way.
     cache_dir : path, optional
         Feature cache folder (see :func:`featurize_cached`).
     focus_class : str, optional
@@ -424,6 +476,9 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
         Device of the clusterers and of featurizers built from specs.
     scan_options : dict, optional
         More arguments of :func:`engine.cluster.scan_k` (e.g. ``n_resamples``).
+    class_counts : mapping of str -> int, optional
+        Events of each class in every subset of ``split="draws"`` (needed
+        there, refused otherwise).
 
     Returns
     -------
@@ -439,12 +494,16 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
     from engine.cluster import FeatureConditioner, make_clusterer, needs_k, scan_k
     from engine.features import Featurizer, make_featurizer
 
-    if split not in ("none", "halves"):
-        raise ValueError(f"split must be 'none' or 'halves', got {split!r}")
+    if split not in ("none", "halves", "draws"):
+        raise ValueError(f"split must be 'none', 'halves' or 'draws', got {split!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if repeats > 1 and split != "halves":
-        raise ValueError(f"repeats={repeats} needs split='halves' (it repeats the split)")
+    if repeats > 1 and split == "none":
+        raise ValueError(f"repeats={repeats} needs split='halves' or 'draws' (it repeats "
+                         "the split)")
+    if (split == "draws") != bool(class_counts):
+        raise ValueError("class counts (--class-counts) go with split='draws', and "
+                         "split='draws' needs them")
     events = list(events)
     labelled = [e for e in events if e.label not in (None, "")]
     if len(labelled) < len(events):
@@ -482,6 +541,9 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
             a, b = split_halves(y_all, seed + r)
             tag = "" if repeats == 1 else str(r)
             sets += [("A" + tag, a, seed + r), ("B" + tag, b, seed + r)]
+    elif split == "draws":
+        sets = [(f"D{r}", draw_class_counts(y_all, class_counts, seed + r), seed + r)
+                for r in range(int(repeats))]
     else:
         sets = [("all", np.arange(len(labelled)), seed)]
     stations = np.asarray([e.station or "" for e in labelled])
@@ -490,7 +552,8 @@ def evaluate(events: Sequence[Event], featurizers: Sequence = ("pixels", "superl
         "featurizers": [_label(n, {k: v for k, v in p.items() if k != "device"})
                         for n, p, _ in specs],
         "conditionings": [c.spec for c in conds], "methods": list(methods), "ks": ks,
-        "split": split, "seed": seed, "repeats": int(repeats), "focus_class": focus})
+        "split": split, "seed": seed, "repeats": int(repeats), "focus_class": focus,
+        "class_counts": dict(class_counts) if class_counts else None})
     opts = dict(scan_options or {})
     opts.setdefault("criterion", "auto")
     result.settings["scan_options"] = dict(opts)
@@ -554,6 +617,24 @@ def write_outputs(result: EvalResult, out: str | Path, criterion: str = "auto") 
 
 
 # ---------------------------------------------------------------------------- CLI
+def _class_counts(text: str) -> dict[str, int]:
+    """``LP=88,TC=100`` -> ``{"LP": 88, "TC": 100}`` (argparse type of --class-counts)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, eq, num = item.partition("=")
+        try:
+            n = int(num)
+        except ValueError:
+            n = 0
+        if not eq or not name.strip() or n < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected CLASS=N pairs with N >= 1, e.g. LP=88,TC=100; got {item!r}")
+        out[name.strip()] = n
+    if len(out) < 2:
+        raise argparse.ArgumentTypeError(f"give at least two classes, got {text!r}")
+    return out
+
+
 def _int_range(text: str) -> list[int]:
     try:
         if "-" in text:
@@ -612,12 +693,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k-resample-size", type=int, default=200, metavar="N",
                    help="events in each resample of the stability rule (default 200; "
                         "see python -m engine.run --help)")
-    p.add_argument("--split", default="none", choices=["none", "halves"],
-                   help="halves: score two disjoint seeded class-stratified halves separately")
+    p.add_argument("--split", default="none", choices=["none", "halves", "draws"],
+                   help="halves: score two disjoint seeded class-stratified halves "
+                        "separately; draws: seeded subsets in the mix of --class-counts")
+    p.add_argument("--class-counts", type=_class_counts, metavar="C=N,...",
+                   help="with --split draws: events of each class in every subset, e.g. "
+                        "LP=88,TC=100,TR=34,VT=20 (the published Llaima set's mix)")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
-                   help="with --split halves: N seeded splits (seeds SEED..SEED+N-1), "
-                        "summarised by mean, spread and worst ARI over the 2N halves "
-                        "(default 1)")
+                   help="with --split halves or draws: N seeded splits or subsets (seeds "
+                        "SEED..SEED+N-1), summarised by mean, spread and worst ARI over all "
+                        "sets (default 1)")
     p.add_argument("--focus-class", metavar="CLASS",
                    help="class whose share in one cluster is reported (default LP if present)")
     p.add_argument("--seed", type=int, default=0, help="seed of split, clusterers and criteria")
@@ -663,6 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging()
         if args.k_resample_size < 10:
             raise ValueError(f"--k-resample-size must be >= 10; got {args.k_resample_size}")
+        if (args.split == "draws") != bool(args.class_counts):
+            raise ValueError("--class-counts goes with --split draws, and --split draws "
+                             "needs --class-counts")
         source = _open_input(args)
         events, _ = source.read_all()
         if not events:
@@ -674,7 +762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        split=args.split, seed=args.seed, repeats=args.repeats,
                        cache_dir=None if args.no_cache else out / "features",
                        focus_class=args.focus_class, device=args.device,
-                       scan_options={"resample_size": args.k_resample_size})
+                       scan_options={"resample_size": args.k_resample_size},
+                       class_counts=args.class_counts)
         write_outputs(res, out, args.criterion)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.evaluate import (COLUMNS, EvalResult, evaluate, main, parse_featurizer_spec,
-                             split_halves)
+from engine.evaluate import (COLUMNS, EvalResult, draw_class_counts, evaluate, main,
+                             parse_featurizer_spec, split_halves)
 from engine.events import Event
 from engine.images import jet
 
@@ -44,6 +44,45 @@ def test_split_halves_disjoint_stratified_seeded():
     a2, b2 = split_halves(y, seed=1)
     assert np.array_equal(a, a2) and np.array_equal(b, b2)
     assert any(not np.array_equal(a, split_halves(y, seed=s)[0]) for s in range(2, 6))
+
+
+def test_draw_class_counts_exact_mix_seeded():
+    y = np.array(["LP"] * 11 + ["VT"] * 6 + ["TR"] * 3)
+    idx = draw_class_counts(y, {"LP": 8, "TR": 2}, seed=3)
+    assert np.all(np.diff(idx) > 0)                       # sorted, no repeats
+    assert np.sum(y[idx] == "LP") == 8 and np.sum(y[idx] == "TR") == 2
+    assert not np.any(y[idx] == "VT")                      # classes not named are left out
+    assert np.array_equal(idx, draw_class_counts(y, {"LP": 8, "TR": 2}, seed=3))
+    assert any(not np.array_equal(idx, draw_class_counts(y, {"LP": 8, "TR": 2}, seed=s))
+               for s in range(4, 8))
+    for counts, msg in (({"LP": 3}, "at least two classes"),
+                        ({"LP": 3, "XX": 1}, "class 'XX' .* not in the input"),
+                        ({"LP": 12, "VT": 1}, "class 'LP' has 11 events, fewer than the 12"),
+                        ({"LP": 0, "VT": 1}, "count of class 'LP' must be an integer >= 1")):
+        with pytest.raises(ValueError, match=msg):
+            draw_class_counts(y, counts)
+
+
+def test_evaluate_draws_in_a_class_mix(tmp_path):
+    events = _events(n_per=16)
+    res = evaluate(events, ["pixels"], ["standardize"], ["kmeans"], [2, 3], split="draws",
+                   class_counts={"LP": 12, "VT": 4, "TR": 2}, seed=2, repeats=3,
+                   cache_dir=tmp_path)
+    assert {r["set"] for r in res.rows} == {"D0", "D1", "D2"}
+    assert all(r["n"] == 18 for r in res.rows)
+    assert res.settings["class_counts"] == {"LP": 12, "VT": 4, "TR": 2}
+    # subset r is the draw of seed + r
+    y = np.array([e.label for e in events])
+    sub = [events[i] for i in draw_class_counts(y, {"LP": 12, "VT": 4, "TR": 2}, 3)]
+    one = evaluate(sub, ["pixels"], ["standardize"], ["kmeans"], [2, 3], seed=3)
+    assert [r["ari"] for r in res.rows if r["set"] == "D1"] == [r["ari"] for r in one.rows]
+    (summ,) = res.summary("auto")
+    assert summ["sets"] == 3
+    with pytest.raises(ValueError, match="split='draws' needs them"):
+        evaluate(events, ["pixels"], ["standardize"], ["kmeans"], [2, 3], split="draws")
+    with pytest.raises(ValueError, match="go with split='draws'"):
+        evaluate(events, ["pixels"], ["standardize"], ["kmeans"], [2, 3], split="halves",
+                 class_counts={"LP": 2, "VT": 2})
 
 
 def test_parse_featurizer_spec():
@@ -205,6 +244,8 @@ def test_cli_writes_tables_atomically_and_prints_the_own_k(tmp_path, capsys):
     (["--images", ".", "--catalog", "c.csv"], "--catalog only applies with --archive"),
     (["--images", ".", "--mask-labels", "ovdas"], "--mask-labels only applies with --events"),
     (["--images", ".", "--k-resample-size", "3"], "--k-resample-size must be >= 10; got 3"),
+    (["--images", ".", "--split", "draws"], "--split draws needs --class-counts"),
+    (["--images", ".", "--class-counts", "LP=2,VT=2"], "--class-counts goes with --split draws"),
 ])
 def test_cli_errors_name_the_flag(tmp_path, capsys, argv, message):
     rc = main(argv + ["--out", str(tmp_path / "o")])
@@ -221,6 +262,11 @@ def test_cli_bad_values_leave_nothing(tmp_path, capsys):
     assert not (tmp_path / "o" / "results.csv").exists()
     with pytest.raises(SystemExit):
         main(["--images", ".", "--out", str(tmp_path), "--k-range", "1-3"])
+    for bad in ("LP=3", "LP=3,VT", "LP=3,VT=0", "LP=x,VT=2"):
+        with pytest.raises(SystemExit):
+            main(["--images", ".", "--out", str(tmp_path), "--split", "draws",
+                  "--class-counts", bad])
+    assert "--class-counts" in capsys.readouterr().err
 
 
 def test_cli_on_real_labelled_windows(shared_data, tmp_path):
