@@ -195,9 +195,12 @@ def test_choose_k_rules_on_handmade_curves():
     k, why = choose_k(ks, curves, "auto")
     assert k == 4 and "0.90" in why and "smallest k" in why   # the largest stable k
     assert choose_k(ks, curves, "stability")[0] == 4
-    # a silhouette peak above the smallest k is taken as it is, with its stability
+    # a silhouette peak above the smallest k, at or below the stability rule's k: taken
     k, why = choose_k(ks, dict(curves, silhouette=[0.3, 0.5, 0.4, 0.2]), "auto")
-    assert k == 3 and "silhouette (0.500)" in why and "0.60" in why
+    assert k == 3 and "silhouette (0.500)" in why and "allows up to k=4" in why
+    # ... above it: the stability rule's k, the smaller of the two
+    k, why = choose_k(ks, dict(curves, silhouette=[0.3, 0.4, 0.45, 0.5]), "auto")
+    assert k == 4 and "below the highest silhouette's k=5" in why
     # the smallest k *scanned*, not k = 2
     k, _ = choose_k([3, 4, 5], {"silhouette": [0.5, 0.4, 0.3], "stability": [0.9, 0.9, 0.5]},
                     "auto")

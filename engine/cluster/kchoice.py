@@ -413,32 +413,39 @@ def choose_k(ks: Sequence[int], curves: Mapping[str, Sequence[float]], criterion
         return k, (f"k={k}: the gap grows over the whole scan; its largest value "
                    f"({gap[ks.index(k)]:.3f})")
     stab = np.asarray(curves["stability"], dtype=float)
-    if criterion == "auto":
-        k_sil = _argbest(ks, sil)
-        if k_sil is not None and k_sil != ks[0]:
-            i = ks.index(k_sil)
-            why = (f"k={k_sil}: highest mean silhouette ({sil[i]:.3f}), above the smallest k "
-                   "scanned")
-            if np.isfinite(stab[i]):
-                why += (f" (least stable cluster under resampling: mean Jaccard "
-                        f"{stab[i]:.2f})")
-            return k_sil, why
-    ok = [i for i in range(len(ks)) if np.isfinite(stab[i]) and stab[i] >= stability_threshold]
+    k_st, why_st = _stability_pick(ks, stab, stability_threshold)
+    if criterion == "stability":
+        if k_st is None:
+            return ks[0], f"k={ks[0]}: no stability could be computed, the smallest k was used"
+        return k_st, why_st
+    # auto: the smaller of the two picks, unless the silhouette stops at the smallest k
+    k_sil = _argbest(ks, sil)
+    if k_st is None:
+        k = k_sil or ks[0]
+        return k, f"k={k}: no stability could be computed; highest silhouette"
+    if k_sil is None or k_sil == ks[0]:
+        return k_st, (why_st + "; the highest silhouette is at the smallest k scanned, the "
+                      "coarsest split, which it favours when families nest")
+    i = ks.index(k_sil)
+    if k_sil <= k_st:
+        return k_sil, (f"k={k_sil}: highest mean silhouette ({sil[i]:.3f}), above the smallest "
+                       f"k scanned; the stability rule allows up to k={k_st}")
+    return k_st, (why_st + f"; below the highest silhouette's k={k_sil} (the smaller of the "
+                  "two is taken: each rule runs high where the other does not)")
+
+
+def _stability_pick(ks: list, stab: np.ndarray, threshold: float) -> tuple[int | None, str]:
+    """The stability rule: the largest k whose least stable cluster reaches ``threshold``,
+    else the most stable k; ``(None, "")`` when no stability could be computed."""
+    ok = [i for i in range(len(ks)) if np.isfinite(stab[i]) and stab[i] >= threshold]
     if ok:
         i = ok[-1]
-        why = (f"k={ks[i]}: the largest k whose every cluster is found again when random "
-               f"subsamples are clustered (least stable cluster: mean Jaccard "
-               f"{stab[i]:.2f} >= {stability_threshold:.2f})")
-        if criterion == "auto":
-            why += (f"; the highest silhouette is at the smallest k scanned, the coarsest "
-                    f"split, which it favours when families nest")
-        return ks[i], why
+        return ks[i], (f"k={ks[i]}: the largest k whose every cluster is found again when "
+                       f"random subsamples are clustered (least stable cluster: mean Jaccard "
+                       f"{stab[i]:.2f} >= {threshold:.2f})")
     k = _argbest(ks, stab)
     if k is None:
-        if criterion == "auto":
-            k = _argbest(ks, sil) or ks[0]
-            return k, f"k={k}: no stability could be computed; highest silhouette"
-        return ks[0], f"k={ks[0]}: no stability could be computed, the smallest k was used"
+        return None, ""
     return k, (f"k={k}: no k keeps all its clusters under resampling (Jaccard >= "
-               f"{stability_threshold:.2f}); the most stable one "
+               f"{threshold:.2f}); the most stable one "
                f"(least stable cluster {stab[ks.index(k)]:.2f})")
