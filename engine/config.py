@@ -158,9 +158,10 @@ class RunConfig:
                 "one value ('4'), or a range chosen by --k-criterion ('2:12')", "clustering",
                 "K")
     k_criterion: str = _f(
-        "auto", "how k is chosen from a range: 'auto' (the highest mean silhouette; when "
-        "that is the smallest k scanned, the largest k whose every cluster is reproducible "
-        "under resampling), 'stability' (that largest reproducible k), 'gap' (gap "
+        "auto", "how k is chosen from a range: 'auto' (the smaller of the highest mean "
+        "silhouette's k and the largest k whose every cluster is reproducible under "
+        "resampling; that largest reproducible k alone when the silhouette's best is the "
+        "smallest k scanned), 'stability' (that largest reproducible k), 'gap' (gap "
         "statistic), 'bic' (Gaussian mixture) or 'silhouette' (mean silhouette, the "
         "paper's); the report shows every curve and why k was chosen", "clustering", None,
         ("auto", "stability", "gap", "bic", "silhouette"))

@@ -116,9 +116,10 @@ def scan_k(X, method: str, ks: Iterable[int] = range(2, 9), random_state=0,
         How k is chosen (:func:`engine.cluster.kchoice.choose_k`). ``"silhouette"``
         computes only the silhouette (the old rule, cheapest); any other value
         computes every curve (stability, gap, BIC) so the report can show them
-        side by side. ``"auto"``: the highest silhouette, or, when that
-        is the smallest k scanned, the largest k whose every cluster is
-        reproducible under resampling.
+        side by side. ``"auto"``: the smaller of the highest silhouette's
+        k and the largest k whose every cluster is reproducible under
+        resampling; that largest reproducible k alone when the silhouette's
+        best is the smallest k scanned.
     n_resamples, n_refs, max_points : int
         Subsamples of the stability curve, reference sets of the gap statistic,
         largest subsample of the gap statistic (twice its size; see
