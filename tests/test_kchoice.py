@@ -211,6 +211,9 @@ def test_choose_k_rules_on_handmade_curves():
     # nothing stable: the most stable k, said so
     k, why = choose_k(ks, dict(curves, stability=[0.5, 0.7, 0.6, 0.2]), "auto")
     assert k == 3 and "no k keeps" in why
+    # no silhouette at all: the stability rule
+    k, why = choose_k(ks, dict(curves, silhouette=[np.nan] * 4), "auto")
+    assert k == 4 and "no silhouette" in why
     # no stability at all: auto falls back to the silhouette
     k, why = choose_k(ks, dict(curves, stability=[np.nan] * 4), "auto")
     assert k == 2 and "silhouette" in why

@@ -427,7 +427,9 @@ def choose_k(ks: Sequence[int], curves: Mapping[str, Sequence[float]], criterion
     if k_st is None:
         k = k_sil or ks[0]
         return k, f"k={k}: no stability could be computed; highest silhouette"
-    if k_sil is None or k_sil == ks[0]:
+    if k_sil is None:
+        return k_st, why_st + "; no silhouette could be computed"
+    if k_sil == ks[0]:
         return k_st, (why_st + "; the highest silhouette is at the smallest k scanned, the "
                       "coarsest split, which it favours when families nest")
     i = ks.index(k_sil)
