@@ -260,10 +260,12 @@ class RunConfig:
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ValueError(f"--out {self.out} is a file, not a folder; give a new or "
                              "existing folder")
+        from engine.cluster.kchoice import MIN_RESAMPLE_SIZE
+
         if (not isinstance(self.k_resample_size, int) or isinstance(self.k_resample_size, bool)
-                or self.k_resample_size < 10):
-            raise ValueError(f"--k-resample-size must be an integer >= 10; got "
-                             f"{self.k_resample_size!r}")
+                or self.k_resample_size < MIN_RESAMPLE_SIZE):
+            raise ValueError(f"--k-resample-size must be an integer >= {MIN_RESAMPLE_SIZE}; "
+                             f"got {self.k_resample_size!r}")
         self.k_values()  # raises on a bad --k
         from engine.cluster.conditioning import FeatureConditioner
 

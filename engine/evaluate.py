@@ -48,7 +48,8 @@ import numpy as np
 from engine.events import Event
 
 __all__ = ["EvalResult", "evaluate", "parse_featurizer_spec", "split_halves",
-           "draw_class_counts", "featurize_cached", "build_parser", "main", "DEFAULT_CONDITIONINGS", "DEFAULT_METHODS", "COLUMNS"]
+           "draw_class_counts", "featurize_cached", "build_parser", "main",
+           "DEFAULT_CONDITIONINGS", "DEFAULT_METHODS", "COLUMNS"]
 
 log = logging.getLogger("engine.evaluate")  # also when run as __main__
 
@@ -746,8 +747,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         configure_logging()
-        if args.k_resample_size < 10:
-            raise ValueError(f"--k-resample-size must be >= 10; got {args.k_resample_size}")
+        from engine.cluster.kchoice import MIN_RESAMPLE_SIZE
+
+        if args.k_resample_size < MIN_RESAMPLE_SIZE:
+            raise ValueError(f"--k-resample-size must be >= {MIN_RESAMPLE_SIZE}; got "
+                             f"{args.k_resample_size}")
         if (args.split == "draws") != bool(args.class_counts):
             raise ValueError("--class-counts goes with --split draws, and --split draws "
                              "needs --class-counts")

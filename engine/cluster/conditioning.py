@@ -217,10 +217,7 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
             offsets = (means, inv)
 
         def centred(sl: slice) -> np.ndarray:
-            block = X[sl].astype(np.float64)
-            if offsets is not None:
-                block -= offsets[0][offsets[1][sl]]
-            return block
+            return _offset_rows(X, sl, offsets)
 
         prepared = centred
         if self.standardize:
@@ -291,9 +288,7 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
                 offsets = (means, inv)
         out = np.empty((n, self.n_features_out_))
         for sl in _blocks(n):
-            Z = X[sl].astype(np.float64)
-            if offsets is not None:
-                Z -= offsets[0][offsets[1][sl]]
+            Z = _offset_rows(X, sl, offsets)
             if self.standardize:
                 Z = (Z - self.mean_) / self.scale_
             if self.pca:
@@ -368,7 +363,6 @@ class FeatureConditioner(TransformerMixin, BaseEstimator):
         return obj
 
 
-
 #: rows per block when fitting and transforming (bounds the float64 temporaries)
 _BLOCK_ROWS = 4096
 
@@ -377,6 +371,15 @@ def _blocks(n: int):
     """Slices of ``range(n)`` in blocks of :data:`_BLOCK_ROWS` rows."""
     for start in range(0, n, _BLOCK_ROWS):
         yield slice(start, min(n, start + _BLOCK_ROWS))
+
+
+def _offset_rows(X: np.ndarray, sl: slice, offsets) -> np.ndarray:
+    """Rows ``sl`` of ``X`` as float64, minus their group's mean when ``offsets``
+    (``(means, group index of every row)``) is given."""
+    block = X[sl].astype(np.float64)
+    if offsets is not None:
+        block -= offsets[0][offsets[1][sl]]
+    return block
 
 
 def _column_sum(X: np.ndarray, block_of) -> np.ndarray:

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: criteria accepted by :func:`choose_k` and ``scan_k(criterion=...)``
 CRITERIA = ("auto", "silhouette", "stability", "gap", "bic")
+#: smallest stability subsample the command-line flags accept (``--k-resample-size``)
+MIN_RESAMPLE_SIZE = 10
 
 
 def _rng(random_state) -> np.random.Generator:
