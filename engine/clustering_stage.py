@@ -166,6 +166,18 @@ def _cluster(cfg: RunConfig, Xc: np.ndarray, device: str):
     return est, np.asarray(est.labels_), None
 
 
+def _assign_projection(est) -> Optional[np.ndarray]:
+    """Directions a method assigns events in (``lda-kmeans``), for the saved model.
+
+    With one cluster there are none, and the model assigns by plain distance.
+    """
+    from engine.cluster.discriminant import DiscriminantKMeans
+
+    if not isinstance(est, DiscriminantKMeans) or est.components_.shape[1] == 0:
+        return None
+    return est.components_
+
+
 def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]], source,
                        featurizer: Featurizer, out: Path, device: str
                        ) -> tuple[Optional[int], int, int]:
@@ -227,6 +239,7 @@ def cluster_and_report(cfg: RunConfig, X: np.ndarray, meta: dict[str, list[str]]
         centers = getattr(est, "cluster_centers_", None)
         model = ClusterModel.from_labels(
             X, labels, centers=centers, method=cfg.method, conditioner=cond, groups=stations,
+            projection=_assign_projection(est),
             provenance={"features": featurizer.fingerprint(), "condition": cfg.condition,
                         "out": str(out)})
         model.save(out / "model")

@@ -10,7 +10,7 @@ import numpy as np
 
 from engine._util import atomic_write
 
-from ._nearest import cluster_means, nearest_center
+from ._nearest import cluster_means, distances_to_assigned, nearest_center
 from ._validation import check_features
 
 if TYPE_CHECKING:
@@ -24,6 +24,17 @@ _FORMAT = "microquake-engine/cluster-model/1"
 def _stem(path) -> Path:
     p = Path(path)
     return p.with_suffix("") if p.suffix in (".npz", ".json") else p
+
+
+def _check_projection(projection, n_features: int) -> np.ndarray | None:
+    """``projection`` as a finite float64 (n_features, m) array, or None."""
+    if projection is None:
+        return None
+    P = np.asarray(projection, dtype=np.float64)
+    if P.ndim != 2 or P.shape[0] != n_features or P.shape[1] < 1 or not np.isfinite(P).all():
+        raise ValueError(f"projection must be a finite ({n_features}, m) array with m >= 1, "
+                         f"got shape {P.shape}")
+    return P
 
 
 def _nearest_center_cuda(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +73,11 @@ class ClusterModel:
         Fitted feature conditioning; :meth:`assign` applies it to the raw
         features first (``centers`` live in the conditioned space). It is
         saved and loaded with the model.
+    projection : ndarray, shape (d, m), optional
+        Directions in which the nearest centre is chosen (the discriminant of
+        ``lda-kmeans``): an event goes to the centre nearest after both are
+        projected, as the method assigned it. Distances and thresholds stay
+        in the conditioned space.
 
     Examples
     --------
@@ -77,12 +93,14 @@ class ClusterModel:
     provenance: dict = field(default_factory=dict)
     names: list | None = None
     conditioner: "FeatureConditioner | None" = None
+    projection: np.ndarray | None = None
 
     @classmethod
     def from_labels(cls, X, labels, *, centers=None, method: str = "kmeans",
                     quantile: float = 0.99, provenance: dict | None = None,
                     names: list | None = None, conditioner: "FeatureConditioner | None" = None,
-                    groups: Sequence | None = None) -> "ClusterModel":
+                    groups: Sequence | None = None,
+                    projection: np.ndarray | None = None) -> "ClusterModel":
         """Build a model from clustered events.
 
         Parameters
@@ -103,6 +121,9 @@ class ClusterModel:
             Fitted; ``centers`` are then in its output space.
         groups : sequence of str, optional
             Station of each event, for the conditioner.
+        projection : array_like, shape (d, m), optional
+            Directions in which :meth:`assign` picks the nearest centre
+            (``components_`` of :class:`~engine.cluster.DiscriminantKMeans`).
 
         Returns
         -------
@@ -128,6 +149,7 @@ class ClusterModel:
         C = cluster_means(X, lab, k) if centers is None else check_features(centers, name="centers")
         if C.shape != (k, X.shape[1]):
             raise ValueError(f"centers must have shape ({k}, {X.shape[1]}), got {C.shape}")
+        P = _check_projection(projection, X.shape[1])
         thr = np.empty(k)
         for j in range(k):
             members = X[lab == j]
@@ -135,7 +157,7 @@ class ClusterModel:
                 raise ValueError(f"cluster {j} has no members; renumber the labels 0..k-1")
             d = np.linalg.norm(members - C[j], axis=1)
             thr[j] = np.quantile(d, quantile)
-        return cls(C, thr, method, float(quantile), dict(provenance or {}), names, conditioner)
+        return cls(C, thr, method, float(quantile), dict(provenance or {}), names, conditioner, P)
 
     @property
     def n_clusters(self) -> int:
@@ -183,12 +205,17 @@ class ClusterModel:
                              f"{self.n_features_in}")
         if self.conditioner is not None:
             X = self.conditioner.transform(X, groups=groups)
-        if device == "cuda":
-            lab, dist = _nearest_center_cuda(X, self.centers)
-        elif device == "cpu":
-            lab, dist = nearest_center(X, self.centers)
-        else:
+        if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if self.projection is not None:
+            # nearest in the projected space (tiny: m columns); distances in the full one
+            lab, _ = nearest_center(np.asarray(X, dtype=np.float64) @ self.projection,
+                                    self.centers @ self.projection)
+            dist = distances_to_assigned(X, self.centers, lab)
+        elif device == "cuda":
+            lab, dist = _nearest_center_cuda(X, self.centers)
+        else:
+            lab, dist = nearest_center(X, self.centers)
         novel = dist > self.thresholds[lab]
         lab = lab.copy()
         lab[novel] = -1
@@ -209,6 +236,8 @@ class ClusterModel:
         stem = _stem(path)
         npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
         arrays = {"centers": self.centers, "thresholds": self.thresholds}
+        if self.projection is not None:
+            arrays["projection"] = self.projection
         cond = None
         if self.conditioner is not None:
             cond, cond_arrays = self.conditioner.to_state()
@@ -252,6 +281,7 @@ class ClusterModel:
             raise ValueError(f"{js} is not a cluster model (format {meta.get('format')!r})")
         with np.load(npz) as z:
             C, thr = z["centers"], z["thresholds"]
+            P = z["projection"] if "projection" in z.files else None
             cond_arrays = {k[len("conditioner_"):]: z[k] for k in z.files
                            if k.startswith("conditioner_")}
         if C.shape != (meta["n_clusters"], meta["n_features"]) or thr.shape != (C.shape[0],):
@@ -268,5 +298,9 @@ class ClusterModel:
             if conditioner.n_features_out_ != C.shape[1]:
                 raise ValueError(f"{stem}: the conditioner gives {conditioner.n_features_out_} "
                                  f"features, the centres have {C.shape[1]}")
+        try:
+            P = _check_projection(P, C.shape[1])
+        except ValueError as exc:
+            raise ValueError(f"{npz}: {exc}") from None
         return cls(C, thr, meta["method"], float(meta["quantile"]), meta.get("provenance") or {},
-                   meta.get("names"), conditioner)
+                   meta.get("names"), conditioner, P)

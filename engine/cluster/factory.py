@@ -52,6 +52,8 @@ class MethodInfo:
 METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("kmeans", "kmeans:KMeans", True, ("cuml", "faiss", "torch"),
                "k-means, greedy k-means++ start (scikit-learn / FAISS / cuML / torch)"),
+    MethodInfo("lda-kmeans", "discriminant:DiscriminantKMeans", True, ("cuml", "faiss", "torch"),
+               "k-means alternated with Fisher's discriminant of its clusters (LDA-k-means)"),
     MethodInfo("kmedoids", "kmedoids:KMedoids", True, (), "k-medoids, FasterPAM"),
     MethodInfo("single", "hierarchical:Hierarchical", True, (),
                "single-linkage hierarchical (Euclidean), as in the paper",
