@@ -31,11 +31,11 @@ SHARED = Path(os.environ.get("MQE_SHARED", ROOT.parent / "shared")) / "data"
 
 if SMOKE:
     CONDITIONINGS = ["standardize+pca50+l2"]
-    METHODS = ["kmeans"]
+    METHODS = ["lda-kmeans"]
     KS = range(2, 5)
 else:
     CONDITIONINGS = ["standardize", "standardize+pca50", "standardize+pca50+l2"]
-    METHODS = ["kmeans", "ward"]
+    METHODS = ["lda-kmeans", "kmeans", "ward"]
     KS = range(2, 9)
 # the engine's default layout (fire7_time7+fire9_grid2), the paper's conv10, fire9 pooled
 CNN = ["superlet-cnn", "superlet-cnn:feature_layer=conv10",

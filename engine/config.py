@@ -153,7 +153,7 @@ class RunConfig:
     save_images: bool = _f(False, "also write every event image as OUT/images/<label or "
                            "unlabelled>/<event>.png", "features")
     # --- clustering ------------------------------------------------------------------
-    method: str = _f("kmeans", "clustering method", "clustering", None, _METHOD_TABLE)
+    method: str = _f("lda-kmeans", "clustering method", "clustering", None, _METHOD_TABLE)
     k: str = _f("auto", "number of clusters: 'auto' (2..8, chosen by --k-criterion), "
                 "one value ('4'), or a range chosen by --k-criterion ('2:12')", "clustering",
                 "K")

@@ -56,7 +56,7 @@ log = logging.getLogger("engine.evaluate")  # also when run as __main__
 #: default conditioning specs compared by the harness
 DEFAULT_CONDITIONINGS = ("standardize", "standardize+pca50+l2")
 #: default clustering methods compared by the harness
-DEFAULT_METHODS = ("kmeans", "ward")
+DEFAULT_METHODS = ("lda-kmeans", "kmeans", "ward")
 #: columns of results.csv, in order
 COLUMNS = ("set", "n", "featurizer", "conditioning", "method", "k", "chosen_by", "ari", "nmi",
            "purity", "focus_class", "focus_share", "focus_cluster_n", "focus_cluster_frac",

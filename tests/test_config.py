@@ -10,14 +10,14 @@ def test_defaults_are_valid_and_input_is_synthetic(tmp_path):
     cfg = parse_args(["--out", str(tmp_path / "o")])
     assert cfg.input_kind == "synthetic"
     assert cfg.k_values() == list(range(2, 9))
-    assert cfg.fs == 100.0 and cfg.method == "kmeans"
+    assert cfg.fs == 100.0 and cfg.method == "lda-kmeans"
 
 
 def test_every_field_has_a_documented_flag():
     text = build_parser().format_help()
     for name in RunConfig.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in text, name
-    assert "(default: kmeans)" in text and "(default: auto)" in text
+    assert "(default: lda-kmeans)" in text and "(default: auto)" in text
 
 
 def test_toml_then_flags_win(tmp_path):
