@@ -1,4 +1,5 @@
-"""Benchmark: k-means fit, assignment of new events and exact kNN: scikit-learn, FAISS, torch.
+"""Benchmark: k-means fit, assignment of new events and exact kNN: scikit-learn, FAISS, torch;
+the k scan with LDA-k-means (the default) against plain k-means.
 
 Sizes 10^4, 10^5 and 10^6 events x 392 features (the CNN feature length);
 MQE_BENCH_SMOKE=1 uses 10^3 so the file runs in seconds. Each test times the
@@ -90,6 +91,44 @@ def test_assign(benchmark, n):
     print(f"\nassign n={n}: ClusterModel.assign {t_np:.3f} s ({n / t_np:,.0f} events/s), "
           f"faiss search {t_faiss:.3f} s, ratio {t_np / t_faiss:.2f}")
     assert agree > 0.999 and novel.mean() < 0.05
+
+
+#: the k scan of the clustering stage, on conditioned features (PCA-50)
+SCAN_SIZES = [500] if SMOKE else [2_000, 20_000]
+SCAN_D = 50
+
+
+@pytest.mark.parametrize("n", SCAN_SIZES)
+def test_k_scan_lda_kmeans_vs_kmeans(benchmark, n):
+    """The default k scan (k = 2..10, every curve) with LDA-k-means against plain k-means.
+
+    Sheared families (one shared, elongated covariance) in 50 dimensions, the
+    case LDA-k-means is built for; the ratio is its cost at the same k.
+    """
+    from engine.cluster import scan_k
+
+    rng = np.random.default_rng(7)
+    centers = rng.normal(0.0, 1.0, size=(5, SCAN_D))
+    y = rng.integers(0, 5, size=n)
+    shear = np.eye(SCAN_D) + rng.normal(0.0, 0.4, size=(SCAN_D, SCAN_D))
+    X = (rng.standard_normal((n, SCAN_D)) + 0.6 * centers[y]) @ shear
+    km, t_km = _timed(lambda: scan_k(X, "kmeans", range(2, 11), criterion="auto",
+                                     random_state=0))
+    res = benchmark.pedantic(lambda: _timed(lambda: scan_k(
+        X, "lda-kmeans", range(2, 11), criterion="auto", random_state=0)), rounds=1,
+        iterations=1)
+    lda, t_lda = res
+    a_km, a_lda = (adjusted_rand_score(y, r.labels[r.chosen_k]) for r in (km, lda))
+    a5_km, a5_lda = (adjusted_rand_score(y, r.labels[5]) for r in (km, lda))
+    benchmark.extra_info.update({
+        "n_events": n, "n_features": SCAN_D, "kmeans_scan_s": t_km, "lda_kmeans_scan_s": t_lda,
+        "ratio_lda_over_kmeans": t_lda / t_km, "chosen_k_kmeans": km.chosen_k,
+        "chosen_k_lda_kmeans": lda.chosen_k, "ari_own_k_kmeans": a_km,
+        "ari_own_k_lda_kmeans": a_lda, "ari_k5_kmeans": a5_km, "ari_k5_lda_kmeans": a5_lda})
+    print(f"\nk scan n={n}: k-means {t_km:.2f} s (k={km.chosen_k}, ARI {a_km:.3f}), "
+          f"LDA-k-means {t_lda:.2f} s (k={lda.chosen_k}, ARI {a_lda:.3f}), "
+          f"ratio {t_lda / t_km:.2f}; ARI at k=5 {a5_km:.3f} / {a5_lda:.3f}")
+    assert a5_lda >= a5_km - 0.02
 
 
 def _cuda() -> bool:
