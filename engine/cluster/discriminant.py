@@ -80,6 +80,11 @@ def fisher_directions(X: np.ndarray, labels: np.ndarray, n_components: int,
     ndarray, shape (n_features, n_components)
         Columns ``w`` solving ``B w = l S w`` for the largest ``l`` (``B`` the
         between-group covariance), scaled so that ``w' S w = 1``.
+
+    Raises
+    ------
+    ValueError
+        If there is no within-group scatter at all (every group a single point).
     """
     from scipy.linalg import eigh
 
@@ -90,9 +95,14 @@ def fisher_directions(X: np.ndarray, labels: np.ndarray, n_components: int,
     counts = np.bincount(inv, minlength=len(groups)).astype(float)
     means /= counts[:, None]
     R = X - means[inv]
-    a = _ledoit_wolf_shrinkage(R) if shrinkage == "auto" else float(shrinkage)
     S = R.T @ R / n
-    S = (1.0 - a) * S + a * (np.trace(S) / d) * np.eye(d)
+    mean_var = np.trace(S) / d
+    if not mean_var > 0:
+        raise ValueError("the groups have no within-group scatter (every group is one "
+                         "point): Fisher's discriminant is undefined")
+    a = _ledoit_wolf_shrinkage(R) if shrinkage == "auto" else float(shrinkage)
+    # a ridge of 1e-9 of the mean variance keeps S positive definite without shrinkage
+    S = (1.0 - a) * S + (a + 1e-9) * mean_var * np.eye(d)
     M = (means - X.mean(axis=0)) * np.sqrt(counts / n)[:, None]
     B = M.T @ M
     vals, vecs = eigh(B, S)
@@ -115,6 +125,9 @@ def _alternate(X: np.ndarray, labels: np.ndarray, k: int, max_iter: int,
                shrinkage: float | str) -> tuple[np.ndarray, np.ndarray, int]:
     """The LDA-k-means alternations from ``labels``: (labels, directions, alternations).
 
+    The directions have no columns when no alternation ran (one cluster, or
+    clusters without any within-cluster scatter): the labels are the start's.
+
     Above :data:`MAX_DIMENSIONS` features they run in the leading principal
     subspace of that many dimensions (PCA, then LDA); the directions returned
     are in the input space. BLAS runs on one thread: the matrices are small
@@ -125,7 +138,7 @@ def _alternate(X: np.ndarray, labels: np.ndarray, k: int, max_iter: int,
     from threadpoolctl import threadpool_limits
 
     d = X.shape[1]
-    W = np.zeros((d, max(k - 1, 0)))
+    W = np.zeros((d, 0))   # no directions until one alternation has run
     n_iter = 0
     basis = None
     if d > MAX_DIMENSIONS and k > 1:
@@ -137,7 +150,10 @@ def _alternate(X: np.ndarray, labels: np.ndarray, k: int, max_iter: int,
         for it in range(max_iter if k > 1 else 0):
             if len(np.unique(labels)) < 2:
                 break
-            W = fisher_directions(X, labels, k - 1, shrinkage)
+            try:
+                W = fisher_directions(X, labels, k - 1, shrinkage)
+            except ValueError:   # every cluster is a single point: nothing to move
+                break
             Z = X @ W
             init = np.stack([Z[labels == c].mean(axis=0) if np.any(labels == c)
                              else Z[c % len(Z)] for c in range(k)])
@@ -146,8 +162,10 @@ def _alternate(X: np.ndarray, labels: np.ndarray, k: int, max_iter: int,
             if np.array_equal(new, labels):
                 break
             labels = new
-    if basis is not None:
+    if basis is not None and W.shape[1]:
         W = basis @ W
+    elif basis is not None:
+        W = np.zeros((basis.shape[0], 0))
     return np.asarray(labels, dtype=np.int64), W, n_iter
 
 
@@ -176,7 +194,9 @@ class DiscriminantKMeans(BaseClusterer):
     cluster_centers_ : ndarray, shape (n_clusters, n_features)
         Means of the clusters in the input space.
     components_ : ndarray, shape (n_features, n_clusters - 1)
-        Discriminant directions of the final clusters.
+        Discriminant directions of the final clusters; no columns when no
+        alternation ran (one cluster, or clusters that are single points),
+        and :meth:`predict` then takes the nearest centre in the input space.
     projected_centers_ : ndarray, shape (n_clusters, n_clusters - 1)
         Cluster centres in the discriminant subspace; :meth:`predict` assigns
         new events to the nearest of them there.
@@ -186,8 +206,8 @@ class DiscriminantKMeans(BaseClusterer):
 
     Notes
     -----
-    With ``n_clusters=1`` there is no discriminant; the fit is the k-means
-    start. Above :data:`MAX_DIMENSIONS` (128) features, the alternations run
+    With ``n_clusters=1``, or when every cluster of the start is a single
+    repeated point, there is no discriminant; the fit is the k-means start. Above :data:`MAX_DIMENSIONS` (128) features, the alternations run
     in the leading principal subspace of that size (the engine's default
     conditioning gives 50).
 
