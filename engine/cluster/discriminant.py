@@ -131,9 +131,9 @@ def _alternate(X: np.ndarray, labels: np.ndarray, k: int, max_iter: int,
     Above :data:`MAX_DIMENSIONS` features they run in the leading principal
     subspace of that many dimensions (PCA, then LDA); the directions returned
     are in the input space. BLAS runs on one thread: the matrices are small
-    (``d`` x ``d`` and ``n`` x ``k - 1``), and a multi-threaded BLAS pool that spins between the
-    many short calls slows scikit-learn's OpenMP k-means that follows several
-    fold.
+    (``d`` x ``d`` and ``n`` x ``k - 1``), and a multi-threaded BLAS pool
+    spinning between the many short calls slows the OpenMP k-means of
+    scikit-learn that follows several fold.
     """
     from threadpoolctl import threadpool_limits
 
@@ -207,8 +207,9 @@ class DiscriminantKMeans(BaseClusterer):
     Notes
     -----
     With ``n_clusters=1``, or when every cluster of the start is a single
-    repeated point, there is no discriminant; the fit is the k-means start. Above :data:`MAX_DIMENSIONS` (128) features, the alternations run
-    in the leading principal subspace of that size (the engine's default
+    repeated point, there is no discriminant; the fit is the k-means start.
+    Above :data:`MAX_DIMENSIONS` (128) features, the alternations run in the
+    leading principal subspace of that size (the engine's default
     conditioning gives 50).
 
     Examples
@@ -255,9 +256,8 @@ class DiscriminantKMeans(BaseClusterer):
         ValueError
             On bad parameters, NaN features or ``n_clusters > n_samples``.
         """
-        from .kmeans import KMeans
-
         from ._torch import is_tensor
+        from .kmeans import KMeans
 
         self._validate_params()
         if is_tensor(X):
