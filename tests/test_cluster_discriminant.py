@@ -161,5 +161,10 @@ def test_saved_model_assigns_as_the_method_did(tmp_path):
     again = ClusterModel.load(tmp_path / "m")
     np.testing.assert_array_equal(again.projection, lda.components_)
     np.testing.assert_array_equal(again.assign(X)[0], lab)
+    # the projection is applied a block of rows at a time
+    from engine.cluster.assign import _project
+
+    np.testing.assert_allclose(_project(X.astype(np.float32), lda.components_, chunk=7),
+                               X.astype(np.float32).astype(np.float64) @ lda.components_)
     with pytest.raises(ValueError, match=r"projection must be a finite \(2, m\) array"):
         ClusterModel.from_labels(X, lda.labels_, projection=np.ones((3, 1)))

@@ -3,9 +3,10 @@
 Estimators (scikit-learn conventions: ``fit`` returns self, ``labels_``,
 ``cluster_centers_``, ``predict``, ``fit_predict``)
     KMeans, DiscriminantKMeans (LDA-k-means), KMedoids, Hierarchical,
-    FuzzyCMeans, GaussianMixture, HDBSCAN, KNNGraph; :data:`METHODS` is the one method table (:func:`method_names`,
-    :func:`needs_k`, :func:`has_gpu_backend`) and :func:`make_clusterer` builds
-    an estimator from it.
+    FuzzyCMeans, GaussianMixture, HDBSCAN, KNNGraph; :data:`METHODS` is the
+    one method table (:func:`method_names`, :func:`needs_k`,
+    :func:`has_gpu_backend`) and :func:`make_clusterer` builds an estimator
+    from it.
 Families
     :func:`largest_families` (records for the report), :func:`confirm_families`
     (waveform cross-correlation check, REDPy-style).
@@ -27,7 +28,8 @@ from importlib import import_module
 from typing import Any
 
 _LAZY = {
-    "KMeans": "kmeans", "DiscriminantKMeans": "discriminant", "KMedoids": "kmedoids", "Hierarchical": "hierarchical",
+    "KMeans": "kmeans", "DiscriminantKMeans": "discriminant", "KMedoids": "kmedoids",
+    "Hierarchical": "hierarchical",
     "FuzzyCMeans": "fuzzy", "GaussianMixture": "mixture", "HDBSCAN": "density",
     "make_clusterer": "factory", "METHODS": "factory", "MethodInfo": "factory",
     "method_names": "factory", "method_info": "factory", "needs_k": "factory",

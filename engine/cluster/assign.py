@@ -37,6 +37,14 @@ def _check_projection(projection, n_features: int) -> np.ndarray | None:
     return P
 
 
+def _project(X: np.ndarray, P: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """``X @ P`` in float64, a block of rows at a time (no float64 copy of ``X``)."""
+    out = np.empty((X.shape[0], P.shape[1]))
+    for s in range(0, X.shape[0], chunk):
+        out[s:s + chunk] = np.asarray(X[s:s + chunk], dtype=np.float64) @ P
+    return out
+
+
 def _nearest_center_cuda(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`nearest_center` on the GPU (torch backend); distances in float64."""
     from ._torch import as_tensor, nearest_center_torch
@@ -209,7 +217,7 @@ class ClusterModel:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if self.projection is not None:
             # nearest in the projected space (tiny: m columns); distances in the full one
-            lab, _ = nearest_center(np.asarray(X, dtype=np.float64) @ self.projection,
+            lab, _ = nearest_center(_project(X, self.projection),
                                     self.centers @ self.projection)
             dist = distances_to_assigned(X, self.centers, lab)
         elif device == "cuda":
