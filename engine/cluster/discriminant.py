@@ -27,6 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import BaseClusterer
 from ._nearest import distances_to_assigned, nearest_center
 from ._validation import check_features, check_n_clusters
+from .kmeans import KMeans
 
 __all__ = ["DiscriminantKMeans", "fisher_directions"]
 
@@ -218,14 +219,12 @@ class DiscriminantKMeans(BaseClusterer):
     >>> est.labels_, est.n_iter_                                        # doctest: +SKIP
     """
 
+    # the parameters of the k-means start are checked as KMeans checks them
     _parameter_constraints: dict = {
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
+        **{p: KMeans._parameter_constraints[p]
+           for p in ("n_clusters", "n_init", "backend", "device", "random_state")},
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "shrinkage": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
-        "backend": [StrOptions({"auto", "sklearn", "faiss", "cuml", "torch"})],
-        "device": [StrOptions({"cpu", "cuda", "auto"})],
-        "random_state": ["random_state"],
     }
 
     def __init__(self, n_clusters: int = 3, *, n_init: int = 4, max_iter: int = 10,
@@ -257,7 +256,6 @@ class DiscriminantKMeans(BaseClusterer):
             On bad parameters, NaN features or ``n_clusters > n_samples``.
         """
         from ._torch import is_tensor
-        from .kmeans import KMeans
 
         self._validate_params()
         if is_tensor(X):
