@@ -118,7 +118,8 @@ def test_files_and_contents(report_dir):
     for text in ("Choice of k", "Cluster indices", "Agreement with catalogue labels",
                  "When each family occurs", "Explore the feature space", "Output files",
                  "Run configuration", "Software versions", "ev0", "catalogue's label",
-                 "band-passed 0.5-10 Hz", "All times are UTC", "PC1 ("):
+                 "band-passed 0.5-10 Hz", "All times are UTC", "PC1 (",
+                 "Clustering: <code>kmeans</code>, k-means, greedy k-means++ start"):
         assert text in html, text
     # galleries in cluster order
     heads = re.findall(r'<h3 id="gallery-(-?\d+|novel|noise)"', html)

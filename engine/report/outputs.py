@@ -639,6 +639,14 @@ def _v(x, digits=3, unit="") -> str:
     return "n/a" if x is None else f"{x:.{digits}g}{unit}"
 
 
+def _method_sentence(method: str | None) -> str:
+    """One sentence naming a clustering method of the method table and what it does."""
+    from engine.cluster.factory import METHODS
+
+    info = METHODS.get(method or "")
+    return f" Clustering: <code>{esc(method)}</code>, {esc(info.description)}." if info else ""
+
+
 def _report_html(n, lab, clusters, sizes, y, method, scan_d, indices, ls, config, versions,
                  figs, gallery_clusters, families, data_info, hexes, names, novel_name,
                  assign_to, distance_note, explore_html, n_thumbs, bandpass, has_memb,
@@ -665,9 +673,10 @@ def _report_html(n, lab, clusters, sizes, y, method, scan_d, indices, ls, config
                f"threshold are <b>novel</b> ({n_neg} here) and have their own gallery.")
     elif scan_d:
         how = ("The number of clusters was chosen by scanning k (section <i>Choice of k</i>); "
-               "each event was put into one cluster.")
+               "each event was put into one cluster." + _method_sentence(method))
     else:
-        how = f"Each event was put into one cluster (method {esc(method or '?')})."
+        how = (f"Each event was put into one cluster (method {esc(method or '?')})."
+               + _method_sentence(method))
     guide = ('<p class="note">Each event is one trace, its scalogram image and its CNN '
              f"features. {how} Below: when each family occurs, what its events look like "
              "(closest to the cluster centre first), an interactive map of the feature space, "
