@@ -23,8 +23,10 @@ archive whose classes are not balanced.
 
 Outputs (written atomically into ``--out``): ``results.csv`` (every row),
 ``results.json`` (rows, k-scan curves and reasons, settings) and
-``results.md`` (the summary over sets, a table at the engine's own k, then
-every row); the markdown tables at the engine's own k are also printed.
+``results.md`` (the summary over sets; set by set, the change of ARI of each
+method, featurizer and conditioning against the first one given
+(:meth:`EvalResult.paired`); a table at the engine's own k, then every row);
+the markdown tables at the engine's own k are also printed.
 
 Library: :func:`evaluate` (events in, :class:`EvalResult` out),
 :func:`parse_featurizer_spec`, :func:`split_halves`, :func:`draw_class_counts`.
@@ -136,6 +138,53 @@ class EvalResult:
                             [r["focus_cluster_frac"] for r in rows]))})
         return out
 
+    def paired(self, against: str = "method", criterion: str = "auto",
+               tol: float = 1e-4) -> list[dict]:
+        """Set-by-set changes of ARI against the first value of one dimension.
+
+        Each combination is compared with the one that differs from it only in
+        ``against``, which takes its first value (the first method, featurizer
+        or conditioning given), on the sets both were scored on, at the k
+        ``criterion`` chose.
+
+        Parameters
+        ----------
+        against : {"method", "featurizer", "conditioning"}
+        criterion : str
+        tol : float
+            Changes within ``tol`` count as the same.
+
+        Returns
+        -------
+        list of dict
+            Keys ``featurizer, conditioning, method`` (the combination),
+            ``reference`` (the first value of ``against``), ``sets``, ``mean``,
+            ``sd``, ``better``, ``same``, ``worse``, ``worst`` (the most
+            negative change); empty when ``against`` has one value.
+        """
+        dims = ("featurizer", "conditioning", "method")
+        if against not in dims:
+            raise ValueError(f"against must be one of {', '.join(dims)}, got {against!r}")
+        ari: dict[tuple, dict] = {}
+        for r in self.own_k_rows(criterion):
+            ari.setdefault(tuple(r[d] for d in dims), {})[r["set"]] = float(r["ari"])
+        i = dims.index(against)
+        values = list(dict.fromkeys(key[i] for key in ari))
+        out = []
+        for key, per in ari.items():
+            if key[i] == values[0]:
+                continue
+            ref = ari.get(key[:i] + (values[0],) + key[i + 1:], {})
+            sets = [s for s in per if s in ref]
+            if not sets:
+                continue
+            d = np.array([per[s] - ref[s] for s in sets])
+            out.append({**dict(zip(dims, key)), "reference": values[0], "sets": len(sets),
+                        "mean": float(d.mean()), "sd": float(d.std()),
+                        "better": int((d > tol).sum()), "same": int((abs(d) <= tol).sum()),
+                        "worse": int((d < -tol).sum()), "worst": float(d.min())})
+        return out
+
     def to_csv(self) -> str:
         """Every row as CSV text (header :data:`COLUMNS`)."""
         buf = io.StringIO()
@@ -152,6 +201,11 @@ class EvalResult:
         if summary and max(s["sets"] for s in summary) > 1:
             out += [f"## Over all sets, at the engine's own k ({criterion})", "",
                     _md_summary(summary), ""]
+            for dim in ("method", "featurizer", "conditioning"):
+                pairs = self.paired(dim, criterion)
+                if pairs:
+                    out += [f"## Set by set against the first {dim} ({pairs[0]['reference']}), "
+                            f"ARI at the engine's own k", "", _md_paired(pairs, dim), ""]
         out += [f"## At the engine's own k ({criterion})", "", _md_table(self.own_k_rows(criterion))]
         reasons = [s for s in self.scans if s.get("reason")]
         if reasons:
@@ -167,6 +221,8 @@ class EvalResult:
     def to_json(self) -> str:
         """Rows, scans, skipped featurizers and settings as JSON text."""
         return json.dumps({"settings": self.settings, "summary": self.summary(),
+                           "paired": {d: self.paired(d) for d in
+                                      ("method", "featurizer", "conditioning")},
                            "rows": self.rows, "scans": self.scans,
                            "skipped": self.skipped}, indent=1, default=_json_default)
 
@@ -199,6 +255,18 @@ def _md_table(rows: Sequence[dict]) -> str:
             r["set"], r["featurizer"], r["conditioning"], r["method"], str(r["k"]),
             r["chosen_by"] or "-", f"{r['ari']:.3f}", f"{r['nmi']:.3f}", f"{r['purity']:.3f}",
             share, clus, r["cluster_sizes"]]) + " |")
+    return "\n".join(lines)
+
+
+def _md_paired(pairs: Sequence[dict], against: str) -> str:
+    head = ("featurizer", "conditioning", "method", f"against {against}", "sets",
+            "mean change ± sd", "better / same / worse", "worst change")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in pairs:
+        lines.append("| " + " | ".join([
+            p["featurizer"], p["conditioning"], p["method"], p["reference"], str(p["sets"]),
+            f"{p['mean']:+.3f} ± {p['sd']:.3f}", f"{p['better']} / {p['same']} / {p['worse']}",
+            f"{p['worst']:+.3f}"]) + " |")
     return "\n".join(lines)
 
 

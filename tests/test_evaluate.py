@@ -281,3 +281,34 @@ def test_cli_on_real_labelled_windows(shared_data, tmp_path):
     assert sum(doc["settings"]["classes"].values()) == doc["settings"]["n_events"] >= 20
     own = [r for r in doc["rows"] if "auto" in r["chosen_by"].split(",")]
     assert len(own) == 1 and -0.2 < own[0]["ari"] <= 1.0
+
+
+def _row(s: str, f: str, m: str, ari: float) -> dict:
+    return {"set": s, "n": 10, "featurizer": f, "conditioning": "standardize", "method": m,
+            "k": 3, "chosen_by": "auto", "ari": ari, "nmi": ari, "purity": 1.0,
+            "focus_class": "", "focus_share": float("nan"), "focus_cluster_n": 0,
+            "focus_cluster_frac": float("nan"), "cluster_sizes": "4/3/3"}
+
+
+def test_paired_changes_set_by_set():
+    ari = {("pixels", "kmeans"): [0.20, 0.30, 0.40], ("pixels", "ward"): [0.25, 0.30, 0.30],
+           ("cnn", "kmeans"): [0.50, 0.60, 0.70], ("cnn", "ward"): [0.50, 0.70, 0.80]}
+    rows = [_row(s, f, m, a[i]) for (f, m), a in ari.items() for i, s in enumerate("ABC")]
+    rows.append(_row("A", "cnn", "ward", 0.99) | {"chosen_by": ""})   # a k only scanned
+    res = EvalResult(rows=rows)
+    by_method = {p["featurizer"]: p for p in res.paired("method")}
+    assert set(by_method) == {"pixels", "cnn"} and by_method["pixels"]["reference"] == "kmeans"
+    p = by_method["pixels"]   # ward - kmeans: +0.05, 0, -0.10
+    assert p["method"] == "ward" and p["sets"] == 3
+    assert p["mean"] == pytest.approx(-0.05 / 3) and p["worst"] == pytest.approx(-0.10)
+    assert (p["better"], p["same"], p["worse"]) == (1, 1, 1)
+    assert p["sd"] == pytest.approx(np.std([0.05, 0.0, -0.10]))
+    q = {p["method"]: p for p in res.paired("featurizer")}["ward"]   # cnn - pixels, ward
+    assert q["reference"] == "pixels" and q["mean"] == pytest.approx((0.25 + 0.40 + 0.50) / 3)
+    assert res.paired("conditioning") == []   # one conditioning: nothing to pair
+    md = res.to_markdown(all_rows=False)
+    assert "## Set by set against the first method (kmeans)" in md
+    assert "| pixels | standardize | ward | kmeans | 3 | -0.017 ± 0.062 | 1 / 1 / 1 | -0.100 |" in md
+    assert json.loads(res.to_json())["paired"]["featurizer"][0]["reference"] == "pixels"
+    with pytest.raises(ValueError, match="against must be one of"):
+        res.paired("k")
