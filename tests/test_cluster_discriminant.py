@@ -71,6 +71,13 @@ def test_lloyd_matches_scikit_learn_from_the_same_start():
     np.testing.assert_array_equal(_lloyd(X, init, max_iter=300), ref)
 
 
+def test_lloyd_leaves_no_cluster_empty():
+    """A centre that attracts no event takes the farthest event of a larger cluster."""
+    Z = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [13.0]])
+    labels = _lloyd(Z, np.array([[0.1], [10.0], [100.0]]))
+    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 2])
+
+
 @pytest.mark.parametrize("seed", [0, 2, 3])
 def test_recovers_sheared_groups_that_kmeans_splits_wrongly(seed):
     """Groups with one shared, elongated covariance: the case LDA-k-means is built for."""

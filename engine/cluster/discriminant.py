@@ -43,13 +43,25 @@ def _lloyd(Z: np.ndarray, centers: np.ndarray, max_iter: int = 100) -> np.ndarra
     """Lloyd iterations of k-means on ``Z`` from ``centers``; the labels.
 
     The subspace has ``k - 1`` dimensions, so plain NumPy is faster here than
-    a library call's set-up. A centre that loses all its events stays put.
+    a library call's set-up. A centre that loses all its events takes the
+    event farthest from its own centre (in a cluster of more than one), as
+    scikit-learn does, so that no cluster ends empty.
     """
     C = centers.copy()
+    k = C.shape[0]
     labels = None
     for _ in range(max_iter):
         d2 = (Z * Z).sum(axis=1)[:, None] - 2.0 * Z @ C.T + (C * C).sum(axis=1)[None, :]
         new = np.argmin(d2, axis=1)
+        for c in np.flatnonzero(np.bincount(new, minlength=k) == 0):
+            counts = np.bincount(new, minlength=k)
+            movable = counts[new] > 1
+            if not movable.any():
+                break
+            far = np.where(movable, d2[np.arange(len(new)), new], -np.inf)
+            i = int(np.argmax(far))
+            new[i] = c
+            C[c] = Z[i]
         if labels is not None and np.array_equal(new, labels):
             break
         labels = new
@@ -184,7 +196,7 @@ class DiscriminantKMeans(BaseClusterer):
         Shrinkage of the within-cluster covariance (:func:`fisher_directions`).
     backend : {"auto", "sklearn", "faiss", "cuml", "torch"}, default "auto"
         Backend of the k-means start; the alternations run in ``k - 1``
-        dimensions with scikit-learn.
+        dimensions with NumPy on the CPU.
     device : {"cpu", "cuda", "auto"}, default "cpu"
         Device of the k-means start.
     random_state : int, RandomState or None, default None
