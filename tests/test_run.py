@@ -207,8 +207,13 @@ def test_assign_new_events_to_a_saved_clustering(synthetic_run, tmp_path, capsys
     new, old = _assignments(out), _assignments(synthetic_run)
     assert len(new) == len(old)
     known = [(a["cluster"], b["cluster"]) for a, b in zip(new, old) if a["cluster"] != "-1"]
-    # k-means labels are the nearest centres; only the far tail of each cluster
+    # the default lda-kmeans labels are the nearest centres in its discriminant
+    # subspace, which the saved model keeps; only the far tail of each cluster
     # (beyond its 99th-percentile distance) is flagged as none of the families
+    meta = json.loads((synthetic_run / "model.json").read_text())
+    assert meta["method"] == "lda-kmeans"
+    with np.load(model) as z:
+        assert z["projection"].shape == (meta["n_features"], meta["n_clusters"] - 1)
     assert all(a == b for a, b in known) and len(known) >= 0.85 * len(new)
     assert not (out / "model.npz").exists()  # assigning does not make a new model
     # a model built on other features is refused, naming the difference
