@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseClusterer
-from ._nearest import distances_to_assigned, nearest_center
+from ._nearest import cluster_means, distances_to_assigned, nearest_center
 from ._validation import check_features, check_n_clusters
 from .kmeans import KMeans
 
@@ -65,11 +65,17 @@ def _lloyd(Z: np.ndarray, centers: np.ndarray, max_iter: int = 100) -> np.ndarra
         if labels is not None and np.array_equal(new, labels):
             break
         labels = new
-        for c in range(C.shape[0]):
-            m = labels == c
-            if m.any():
-                C[c] = Z[m].mean(axis=0)
+        C = _means_or(Z, labels, C)
     return labels.astype(np.int64)
+
+
+def _means_or(X: np.ndarray, labels: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Mean of each cluster ``0..k-1`` (k = ``len(fallback)``); an empty cluster keeps
+    its row of ``fallback``."""
+    means = cluster_means(X, labels, len(fallback))
+    empty = np.isnan(means[:, 0])
+    means[empty] = fallback[empty]
+    return means
 
 
 def fisher_directions(X: np.ndarray, labels: np.ndarray, n_components: int,
@@ -103,10 +109,8 @@ def fisher_directions(X: np.ndarray, labels: np.ndarray, n_components: int,
 
     groups, inv = np.unique(labels, return_inverse=True)
     n, d = X.shape
-    means = np.zeros((len(groups), d))
-    np.add.at(means, inv, X)
+    means = cluster_means(X, inv, len(groups))
     counts = np.bincount(inv, minlength=len(groups)).astype(float)
-    means /= counts[:, None]
     R = X - means[inv]
     S = R.T @ R / n
     mean_var = np.trace(S) / d
@@ -168,9 +172,7 @@ def _alternate(X: np.ndarray, labels: np.ndarray, k: int, max_iter: int,
             except ValueError:   # every cluster is a single point: nothing to move
                 break
             Z = X @ W
-            init = np.stack([Z[labels == c].mean(axis=0) if np.any(labels == c)
-                             else Z[c % len(Z)] for c in range(k)])
-            new = _lloyd(Z, init)
+            new = _lloyd(Z, _means_or(Z, labels, Z[np.arange(k) % len(Z)]))
             n_iter = it + 1
             if np.array_equal(new, labels):
                 break
@@ -278,15 +280,10 @@ class DiscriminantKMeans(BaseClusterer):
                        device=self.device, random_state=self.random_state).fit(X)
         labels, W, self.n_iter_ = _alternate(X, start.labels_, self.n_clusters,
                                              self.max_iter, self.shrinkage)
-        k = self.n_clusters
         self.labels_ = labels
         self.components_ = W
-        centers = np.zeros((k, X.shape[1]))
-        for c in range(k):
-            m = labels == c
-            centers[c] = X[m].mean(axis=0) if np.any(m) else start.cluster_centers_[c]
-        self.cluster_centers_ = centers
-        self.projected_centers_ = centers @ W
+        self.cluster_centers_ = _means_or(X, labels, start.cluster_centers_)
+        self.projected_centers_ = self.cluster_centers_ @ W
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -294,5 +291,4 @@ class DiscriminantKMeans(BaseClusterer):
         if self.components_.shape[1] == 0:
             return nearest_center(X, self.cluster_centers_)
         lab, _ = nearest_center(X @ self.components_, self.projected_centers_)
-        lab = lab.astype(np.int64)
         return lab, distances_to_assigned(X, self.cluster_centers_, lab)
