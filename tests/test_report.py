@@ -200,8 +200,12 @@ def test_image_only_events(tmp_path):
     meta = [{"event_id": f"LP/{i}", "station": None, "start": None, "label": None}
             for i in range(40)]
     lab = (np.arange(40) >= 20).astype(np.int64)
-    write_outputs(tmp_path, X, lab, meta, images=image, versions={}, explore_max=10)
+    write_outputs(tmp_path, X, lab, meta, images=image, versions={}, explore_max=10,
+                  method="ward")
     html = (tmp_path / "report.html").read_text()
+    # no k scan: the method is named once, with its description from the method table
+    assert ("Each event was put into one cluster. Clustering: <code>ward</code>, "
+            "Ward hierarchical.") in html
     assert "When each family occurs" not in html            # no times, no occurrence figure
     assert "unknown (image input)" in html
     rows = _rows(tmp_path / "assignments.csv")

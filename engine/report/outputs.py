@@ -674,9 +674,9 @@ def _report_html(n, lab, clusters, sizes, y, method, scan_d, indices, ls, config
     elif scan_d:
         how = ("The number of clusters was chosen by scanning k (section <i>Choice of k</i>); "
                "each event was put into one cluster." + _method_sentence(method))
-    else:
-        how = (f"Each event was put into one cluster (method {esc(method or '?')})."
-               + _method_sentence(method))
+    else:   # the method named once: with its description when the table knows it
+        how = ("Each event was put into one cluster."
+               + (_method_sentence(method) or f" Method: {esc(method or '?')}."))
     guide = ('<p class="note">Each event is one trace, its scalogram image and its CNN '
              f"features. {how} Below: when each family occurs, what its events look like "
              "(closest to the cluster centre first), an interactive map of the feature space, "
