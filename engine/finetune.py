@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from engine._util import progress
-from engine.features.squeezenet import SqueezeNet
+from engine.features.squeezenet import SqueezeNet, projector_width
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -222,9 +222,10 @@ def _file_sha256(path: Path) -> str:
 
 
 def _initial_model(init: Optional[str | Path], n_classes: int, mean: np.ndarray,
-                   std: np.ndarray) -> tuple[SqueezeNet, dict[str, Any]]:
+                   std: np.ndarray, projector: int = 0) -> tuple[SqueezeNet, dict[str, Any]]:
     if init is None:
-        model = SqueezeNet(n_classes, mean=mean.tolist(), std=std.tolist(), head_relu=False)
+        model = SqueezeNet(n_classes, mean=mean.tolist(), std=std.tolist(), head_relu=False,
+                           projector=projector)
         return model, {"init": "scratch"}
     init = Path(init)
     if init.suffix.lower() == ".mat":
@@ -244,7 +245,8 @@ def _initial_model(init: Optional[str | Path], n_classes: int, mean: np.ndarray,
     state = dict(state)
     state.setdefault("std", torch.ones(3, 1, 1))
     model = SqueezeNet(int(state["conv10.weight"].shape[0]), pool_padding=pads,
-                       mean=state["mean"], std=state["std"], head_relu=head_relu)
+                       mean=state["mean"], std=state["std"], head_relu=head_relu,
+                       projector=projector_width(state))
     model.load_state_dict(state)
     model.replace_head(n_classes)
     return model, {"init": "fine-tune", "from": prov}
@@ -253,7 +255,7 @@ def _initial_model(init: Optional[str | Path], n_classes: int, mean: np.ndarray,
 def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] = None,
              epochs: int = 10, batch: int = 32, lr: float = 1e-3, val_fraction: float = 0.2,
              seed: int = 0, image_size: int = 227, patience: int = 3, device: str = "cpu",
-             weight_decay: float = 1e-4, schedule: str = "cosine",
+             weight_decay: float = 1e-4, schedule: str = "cosine", projector: int = 0,
              command: Optional[str] = None,
              log: Callable[[str], None] = print) -> FinetuneResult:
     """Train a SqueezeNet on ``images/<class>/*`` and write engine weights to ``out``.
@@ -288,6 +290,11 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
     schedule : {"cosine", "constant"}
         Learning rate: cosine decay from ``lr`` to 0 over ``epochs`` (per step),
         or constant.
+    projector : int
+        Train from scratch with an MLP projector of this width between fire9
+        and the classifier (:class:`SqueezeNet`); 0 (default) for none. It is
+        saved with the weights. Not with ``init`` (a network from a file keeps
+        the projector it has).
     command : str, optional
         Command line recorded in the metadata (the CLI passes its own).
     log : callable
@@ -310,6 +317,11 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
             raise ValueError(f"{name} must be >= {low}, got {value}")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
+    if int(projector) < 0:
+        raise ValueError(f"projector must be >= 0 (0: none), got {projector}")
+    if projector and init is not None:
+        raise ValueError("projector applies to training from scratch; a network from a file "
+                         "(init) keeps the projector it has")
     out = Path(out)
     if out.suffix not in (".safetensors", ".pt"):
         raise ValueError(f"--out {out} must end in .safetensors or .pt")
@@ -330,7 +342,7 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
     pixels = X[tr].reshape(-1, 3)
     mean = pixels.mean(axis=0, dtype=np.float64).astype(np.float32)
     std = np.maximum(pixels.std(axis=0, dtype=np.float64), 1.0).astype(np.float32)
-    model, provenance = _initial_model(init, len(classes), mean, std)
+    model, provenance = _initial_model(init, len(classes), mean, std, int(projector))
     model.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -408,7 +420,7 @@ def finetune(images: str | Path, out: str | Path, *, init: Optional[str | Path] 
             "n_train": int(len(tr)), "n_val": int(len(va)),
             "epochs": int(epochs), "epochs_run": len(history), "best_epoch": best_epoch,
             "batch": int(batch), "lr": float(lr), "weight_decay": float(weight_decay),
-            "schedule": schedule,
+            "schedule": schedule, "projector": projector_width(best_state),
             "val_fraction": float(val_fraction), "seed": int(seed),
             "image_size": int(image_size), "patience": int(patience),
             "device": str(dev), "val_accuracy": val_acc, "per_class_accuracy": per_class,
@@ -470,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=None,
                    help="early-stopping patience in epochs (default 3; supervised only)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--projector", type=int, default=None, metavar="WIDTH",
+                   help="train from scratch with an MLP projector of this width between fire9 "
+                        "and the classifier (default 0: none; supervised only, not with --from)")
     ss = p.add_argument_group("self-supervised only")
     ss.add_argument("--budget-seconds", type=float, default=None, metavar="S",
                     help="stop training after S seconds (default: run every epoch)")
@@ -481,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_SUPERVISED_ONLY = ("schedule", "val_fraction", "patience")
+_SUPERVISED_ONLY = ("schedule", "val_fraction", "patience", "projector")
 _SELF_SUPERVISED_ONLY = ("budget_seconds", "trainable", "archive", "events")
 
 
@@ -560,7 +575,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
                  seed=args.seed, image_size=_or(args.image_size, 227),
                  patience=3 if args.patience is None else args.patience,
-                 device=args.device, command=command)
+                 projector=args.projector or 0, device=args.device, command=command)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -267,6 +267,24 @@ def test_trainable_fire9_keeps_fire8(images, tmp_path):
                            start["fires.fire9.expand3x3.weight"])
 
 
+def test_adapts_a_network_with_a_projector(images, tmp_path):
+    from engine.features.squeezenet import SqueezeNet
+    from engine.features.weights import save_weights
+
+    torch.manual_seed(0)
+    net = SqueezeNet(2, projector=8, head_relu=False)
+    start = tmp_path / "proj.safetensors"
+    save_weights(start, net.state_dict(), {
+        "classes": ["A", "B"], "input_size": [227, 227, 3], "head_relu": False,
+        "pool_padding": {k: list(v) for k, v in net.pool_padding.items()}})
+    res = adapt(images, tmp_path / "ad.safetensors", init=start, epochs=1, batch=6, side=32)
+    state, _ = load_weights(res.weights)
+    # the projector sits in the conv10 stage: it is kept, and trained with conv10
+    assert state["projector.0.weight"].shape == (8, 512, 1, 1)
+    assert not torch.equal(state["projector.0.weight"], net.state_dict()["projector.0.weight"])
+    assert SqueezeNetExtractor.load(res.weights).transform(images).shape == (12, 2 * 14 * 14)
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(epochs=0), "epochs"), (dict(batch=1), "batch"), (dict(side=8), "side"),
     (dict(lr=0.0), "lr"), (dict(trainable="fire2"), "trainable"),

@@ -191,3 +191,76 @@ def test_from_matlab_network(shared_data, folder, tmp_path):
     assert meta["head_relu"] is True and meta["classes"] == ["LP", "VT"]
     np.testing.assert_allclose(meta["mean"], [89.8579, 154.10643, 157.51947], rtol=1e-6)
     assert state["conv10.weight"].shape == (2, 512, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def projected(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("proj") / "p.safetensors"
+    res = finetune(folder, out, epochs=2, batch=4, lr=3e-4, seed=1, image_size=SIZE,
+                   projector=16, log=lambda s: None)
+    return res, out
+
+
+def test_projector_network_shapes_and_head():
+    from engine.features.squeezenet import SqueezeNet, projector_width
+
+    torch.manual_seed(0)
+    net = SqueezeNet(3, projector=16).eval()
+    assert projector_width(net.state_dict()) == 16
+    assert projector_width(SqueezeNet(3).state_dict()) == 0
+    assert net.conv10.in_channels == 16
+    x = torch.rand(2, 3, 64, 64) * 255
+    acts = net.forward_layers(x, ["fire9", "conv10"])
+    # the conv10 stage is the projector (1x1 conv, batch norm, ReLU) and then conv10
+    p = net.projector
+    by_hand = net.conv10(torch.relu(p[1](p[0](acts["fire9"]))))
+    torch.testing.assert_close(acts["conv10"], by_hand)
+    with pytest.raises(ValueError, match="projector"):
+        SqueezeNet(3, projector=-1)
+
+
+def test_projector_trained_saved_and_loaded(projected, folder):
+    res, out = projected
+    state, meta = load_weights(out)
+    assert state["projector.0.weight"].shape == (16, 512, 1, 1)
+    assert "projector.1.running_mean" in state           # batch norm statistics travel too
+    assert state["conv10.weight"].shape == (2, 16, 1, 1)
+    assert meta["training"]["projector"] == 16
+    # the extractor rebuilds the projector (strict load), batch-norm statistics and all:
+    # it calls the validation images as the trained network did
+    ext = SqueezeNetExtractor.load(out)
+    assert ext.model_.projector is not None
+    X, y, classes, _ = load_image_folder(folder, image_size=SIZE)
+    _, va = stratified_split(y, 0.2, 1)
+    pred = np.asarray([classes.index(c) for c in ext.predict(X[va])])
+    confusion = np.zeros((2, 2), int)
+    np.add.at(confusion, (y[va], pred), 1)
+    assert np.array_equal(confusion, res.confusion)
+    # fine-tuning from it keeps the projector and replaces only the classifier
+    ft = finetune(folder, out.parent / "ft.safetensors", init=out, epochs=1, batch=4,
+                  image_size=SIZE, log=lambda s: None)
+    st2, meta2 = load_weights(ft.weights)
+    assert st2["projector.0.weight"].shape == (16, 512, 1, 1)
+    assert meta2["training"]["projector"] == 16
+
+
+def test_projector_errors(folder, tmp_path, projected, capsys):
+    _, out = projected
+    with pytest.raises(ValueError, match="projector must be >= 0"):
+        finetune(folder, tmp_path / "x.pt", projector=-2, log=lambda s: None)
+    with pytest.raises(ValueError, match="training from scratch"):
+        finetune(folder, tmp_path / "x.pt", init=out, projector=8, log=lambda s: None)
+    rc = main(["--self-supervised", "--images", str(folder), "--out", str(tmp_path / "y.pt"),
+               "--projector", "8"])
+    assert rc == 2 and "--projector" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
+def test_cli_projector(folder, tmp_path):
+    out = tmp_path / "cli_p.safetensors"
+    rc = main(["--images", str(folder), "--out", str(out), "--epochs", "1", "--batch", "6",
+               "--image-size", "32", "--projector", "8"])
+    assert rc == 0
+    state, meta = load_weights(out)
+    assert state["projector.0.weight"].shape[0] == 8 and meta["training"]["projector"] == 8
+    assert "--projector 8" in meta["training"]["command"]

@@ -10,7 +10,8 @@ and the dimensions stay decorrelated, so the representation cannot collapse.
 
 What is trained
     The layers from ``trainable`` (default ``fire6``: fire6 to fire9 and conv10,
-    the layers that run on 14 x 14 maps at 227 px) plus a projection head
+    with the network's own projector if it has one, the layers that run on
+    14 x 14 maps at 227 px) plus a projection head
     (Linear-BN-ReLU-Linear to 128, discarded afterwards). The layers below are
     frozen and run without gradients. The head sees the
     representation ``fire9`` pooled globally (512) next to ``conv10`` pooled to
@@ -339,6 +340,9 @@ class _Adapter(nn.Module):
                 p.requires_grad_(True)
         for p in net.conv10.parameters():
             p.requires_grad_(True)
+        if net.projector is not None:
+            for p in net.projector.parameters():
+                p.requires_grad_(True)
         d_in = 512 + 9 * net.conv10.out_channels
         self.projector = nn.Sequential(nn.Linear(d_in, proj_dim), nn.BatchNorm1d(proj_dim),
                                        nn.ReLU(inplace=True), nn.Linear(proj_dim, proj_dim))
@@ -352,7 +356,7 @@ class _Adapter(nn.Module):
             h = self.net.forward_layers(x, [self.frozen_until])[self.frozen_until]
         for name in self.train_fires:
             h = self.net.fires[name](h)
-        c = self.net.conv10(h)  # no dropout: the representation is what the engine extracts
+        c = self.net.head(h)  # no dropout: the representation is what the engine extracts
         if self.net.head_relu:
             c = F.relu(c)
         return torch.cat([h.mean(dim=(2, 3)), F.adaptive_avg_pool2d(c, 3).flatten(1)], dim=1)

@@ -46,7 +46,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from engine._util import available_cores, progress, require
 from engine.features.layouts import layout_features, parse_layout
-from engine.features.squeezenet import SqueezeNet
+from engine.features.squeezenet import SqueezeNet, projector_width
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
            "tf32": torch.float32}
@@ -519,7 +519,8 @@ def _model_from_state(state: dict[str, torch.Tensor], meta: dict, n_classes: int
     state = dict(state)
     state.setdefault("std", torch.ones(3, 1, 1))  # files written before the std buffer
     model = SqueezeNet(len(classes), pool_padding=meta["pool_padding"], mean=state["mean"],
-                       std=state["std"], head_relu=bool(meta.get("head_relu", True)))
+                       std=state["std"], head_relu=bool(meta.get("head_relu", True)),
+                       projector=projector_width(state))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -13,7 +13,7 @@ Every intermediate result has a name (see :data:`LAYER_NAMES`), and
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,6 +110,12 @@ class Fire(nn.Module):
         return torch.cat([F.relu(self.expand1x1(s)), F.relu(self.expand3x3(s))], dim=1)
 
 
+def projector_width(state: Mapping[str, torch.Tensor]) -> int:
+    """Width of the projector a SqueezeNet state dict holds (0: none)."""
+    weight = state.get("projector.0.weight")
+    return 0 if weight is None else int(weight.shape[0])
+
+
 class SqueezeNet(nn.Module):
     """SqueezeNet v1.1 with a configurable head and MATLAB-compatible pooling.
 
@@ -138,11 +144,19 @@ class SqueezeNet(nn.Module):
         the MATLAB network: True). The engine's own weights are trained with
         False (the class scores are the plain average of ``conv10``), which
         keeps a freshly initialised head from dying (all scores clipped to 0).
+    projector : int
+        Width of an MLP projector (1x1 conv, batch norm, ReLU) between fire9
+        and ``conv10``; 0 (default) for none, as published. Trained with the
+        classifier, it keeps more of what varies within a class in the fire
+        modules (Wang et al. 2022); it runs inside the ``conv10`` stage, so the
+        layer names do not change. Created after the other layers are
+        initialised, with PyTorch's default initialisation.
 
     Raises
     ------
     ValueError
-        If ``n_classes`` < 1, a padding is malformed or ``mean`` has a bad shape.
+        If ``n_classes`` < 1, ``projector`` < 0, a padding is malformed or
+        ``mean`` has a bad shape.
     """
 
     def __init__(self, n_classes: int = 2,
@@ -150,10 +164,12 @@ class SqueezeNet(nn.Module):
                  dropout: float = 0.5,
                  mean: Sequence[float] | torch.Tensor | None = None,
                  std: Sequence[float] | torch.Tensor | None = None,
-                 head_relu: bool = True) -> None:
+                 head_relu: bool = True, projector: int = 0) -> None:
         super().__init__()
         if int(n_classes) < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes!r}")
+        if int(projector) < 0:
+            raise ValueError(f"projector must be >= 0 (0: none), got {projector!r}")
         pads = dict(MATLAB_POOL_PADDING)
         for key, value in (pool_padding or {}).items():
             if key not in pads:
@@ -174,10 +190,15 @@ class SqueezeNet(nn.Module):
             channels = e1 + e3
         self.fires = nn.ModuleDict(fires)
         self.drop9 = nn.Dropout(p=dropout)
-        self.conv10 = nn.Conv2d(channels, self.n_classes, kernel_size=1)
+        width = int(projector) or channels
+        self.conv10 = nn.Conv2d(width, self.n_classes, kernel_size=1)
         self.register_buffer("mean", _mean_tensor(mean))
         self.register_buffer("std", _std_tensor(std))
         self.reset_parameters()
+        self.projector: Optional[nn.Sequential] = None
+        if projector:
+            self.projector = nn.Sequential(nn.Conv2d(channels, width, kernel_size=1),
+                                           nn.BatchNorm2d(width), nn.ReLU())
 
     def reset_parameters(self) -> None:
         """Initialise like torchvision's SqueezeNet (Kaiming uniform, conv10 N(0, 0.01))."""
@@ -201,6 +222,10 @@ class SqueezeNet(nn.Module):
         nn.init.zeros_(self.conv10.bias)
         self.n_classes = int(n_classes)
 
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``conv10`` stage: the projector, if any, then ``conv10`` (n, classes, h, w)."""
+        return self.conv10(x if self.projector is None else self.projector(x))
+
     def _stages(self):
         yield "data", lambda x: (x - self.mean) / self.std
         yield "conv1", self.conv1
@@ -215,7 +240,7 @@ class SqueezeNet(nn.Module):
         for i in (6, 7, 8, 9):
             yield f"fire{i}", self.fires[f"fire{i}"]
         yield "drop9", self.drop9
-        yield "conv10", self.conv10
+        yield "conv10", self.head
         yield "relu_conv10", F.relu if self.head_relu else (lambda x: x)
         yield "pool10", lambda x: x.mean(dim=(2, 3))
         yield "prob", lambda x: torch.softmax(x, dim=1)
